@@ -1,0 +1,1 @@
+"""ddrm-kit: training-free image restoration with DDRM."""

@@ -1,0 +1,1 @@
+"""Degradation operators for DDRM."""
