@@ -1,0 +1,176 @@
+"""Image files <-> tensors: the one place where pixels enter and leave the library.
+
+Files are read with Pillow (PNG, JPEG, BMP, TIFF and whatever else it opens), turned upright by
+their EXIF orientation, and returned as ``(1, C, H, W)`` float32 tensors in [-1, 1] with C = 1
+(grey) or 3 (colour). Results are written as lossless 8-bit PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ddrm_kit.errors import DDRMError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageFileError",
+    "ImageInfo",
+    "ImageNotFoundError",
+    "list_images",
+    "load_image",
+    "load_image_with_info",
+    "save_image",
+    "to_uint8",
+]
+
+_EXIF_ORIENTATION = 0x0112
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageNotFoundError(DDRMError, FileNotFoundError):
+    """An input image path that does not exist."""
+
+
+class ImageFileError(DDRMError):
+    """A file that cannot be read as an image, or an output that must not or cannot be written."""
+
+
+@dataclass
+class ImageInfo:
+    """What the file held, for messages: original Pillow mode, size, bit depth and conversion notes."""
+
+    path: Path
+    mode: str
+    width: int
+    height: int
+    channels: int
+    bits: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ImageNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder, not an image file")
+
+
+def _to_array(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, int]:
+    """Pillow image -> float64 array (H, W, C) in [0, 1] and the source bit depth."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey (PNG, TIFF). Mode "I" is how Pillow may hand out 16-bit PNGs too.
+        a = np.asarray(img).astype(np.float64) / 65535.0
+        return np.clip(a, 0.0, 1.0)[..., None], 16
+    if mode == "F":
+        notes.append("floating-point image: values clipped to [0, 1]")
+        return np.clip(np.asarray(img, dtype=np.float64), 0.0, 1.0)[..., None], 32
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in img.info):
+        notes.append("alpha channel dropped")
+    if mode in ("1", "L", "LA", "La") or (mode == "P" and _palette_is_grey(img)):
+        return np.asarray(img.convert("L"), dtype=np.float64)[..., None] / 255.0, 8
+    return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0, 8
+
+
+def _palette_is_grey(img: Image.Image) -> bool:
+    pal = np.asarray(img.convert("RGB"))
+    return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())
+
+
+def load_image_with_info(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
+    """Read an image file as a ``(1, C, H, W)`` float32 tensor in [-1, 1] plus an :class:`ImageInfo`.
+
+    Grey stays 1 channel, colour becomes 3; alpha is dropped (noted); 16-bit grey keeps its
+    precision; the EXIF orientation tag is applied so the tensor is upright as a viewer shows it.
+    """
+    path = Path(path)
+    _check_readable(path)
+    notes: list[str] = []
+    try:
+        with Image.open(path) as img:
+            orig_mode = img.mode
+            if orig_mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in img.tile):
+                notes.append("16-bit colour read with 8-bit precision (Pillow's limit)")
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            upright = ImageOps.exif_transpose(img)
+            if orientation not in (None, 1):
+                notes.append(f"turned upright by its EXIF orientation ({orientation})")
+            arr, bits = _to_array(upright, notes)
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"{path}: cannot decode image ({e})") from None
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
+    x = (x * 2.0 - 1.0).unsqueeze(0)
+    info = ImageInfo(path, orig_mode, x.shape[-1], x.shape[-2], x.shape[1], bits, notes)
+    return x, info
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as a ``(1, C, H, W)`` float32 tensor in [-1, 1] (see :func:`load_image_with_info`)."""
+    return load_image_with_info(path)[0]
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """One image ``(C, H, W)`` or ``(1, C, H, W)`` in [-1, 1] -> uint8 array ``(H, W)`` or ``(H, W, 3)``."""
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
+    a = ((x.detach().to("cpu", torch.float32) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    a = a.permute(1, 2, 0).numpy()
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+def save_image(
+    x: torch.Tensor, path: str | os.PathLike, protect: tuple[str | os.PathLike, ...] | list = ()
+) -> Path:
+    """Write one image in [-1, 1] as a lossless 8-bit PNG (grey or RGB); returns the path written.
+
+    Refuses a path that is not ``.png`` and any path in ``protect`` (the inputs of the run), so
+    that an input file is never overwritten. Missing parent folders are created. The file is
+    written to a temporary name first and moved into place, so a failed write leaves nothing behind.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ImageFileError(f"{path}: outputs are written as PNG (lossless); give a .png file name")
+    for p in protect:
+        p = Path(p)
+        if p.exists() and path.exists() and os.path.samefile(p, path):
+            raise ImageFileError(f"{path}: is an input file; choose another output path")
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder; give a .png file name")
+    a = to_uint8(x)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".ddrm-", dir=path.parent)
+    except OSError as e:
+        raise ImageFileError(f"{path.parent}: cannot write there ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(a).save(f, format="PNG")
+        # mkstemp makes the file private; give it the permissions of a normally created file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder`` (by suffix), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,162 @@
+"""Image IO: formats, modes, bit depths, EXIF orientation, and clean errors."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddrm_kit.errors import DDRMError
+from ddrm_kit.imageio import (
+    ImageFileError,
+    ImageNotFoundError,
+    list_images,
+    load_image,
+    load_image_with_info,
+    save_image,
+    to_uint8,
+)
+
+
+def _rgb(h=6, w=7, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _png16(path, a):
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour)."""
+    h, w = a.shape[:2]
+    colour_type = {2: 0, 3: 2}[a.ndim]
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_rgb_png_values_and_round_trip(tmp_path):
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    x, info = load_image_with_info(tmp_path / "a.png")
+    assert x.shape == (1, 3, 6, 7) and x.dtype == torch.float32
+    assert torch.allclose(x[0].permute(1, 2, 0), torch.from_numpy(a).float() / 127.5 - 1, atol=1e-6)
+    assert (info.width, info.height, info.channels, info.bits, info.notes) == (7, 6, 3, 8, [])
+    out = save_image(x, tmp_path / "b.png")
+    assert np.array_equal(np.asarray(Image.open(out)), a)  # lossless
+
+
+@pytest.mark.parametrize("fmt,suffix", [("BMP", ".bmp"), ("TIFF", ".tif"), ("JPEG", ".jpg")])
+def test_other_formats(tmp_path, fmt, suffix):
+    a = _rgb(16, 16)
+    Image.fromarray(a).save(tmp_path / f"a{suffix}", format=fmt, quality=95)
+    x = load_image(tmp_path / f"a{suffix}")
+    ref = np.asarray(Image.open(tmp_path / f"a{suffix}").convert("RGB"))
+    assert np.array_equal(to_uint8(x), ref)
+
+
+def test_grey_stays_one_channel_and_saves_grey(tmp_path):
+    g = _rgb()[..., 0]
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    x = load_image(tmp_path / "g.png")
+    assert x.shape == (1, 1, 6, 7)
+    out = save_image(x, tmp_path / "g2.png")
+    with Image.open(out) as im:
+        assert im.mode == "L"
+        assert np.array_equal(np.asarray(im), g)
+
+
+@pytest.mark.parametrize("mode,channels", [("RGBA", 3), ("LA", 1)])
+def test_alpha_is_dropped_with_a_note(tmp_path, mode, channels):
+    a = np.random.default_rng(1).integers(0, 256, (5, 4, len(mode)), dtype=np.uint8)
+    Image.fromarray(a, mode).save(tmp_path / "a.png")
+    x, info = load_image_with_info(tmp_path / "a.png")
+    assert x.shape == (1, channels, 5, 4)
+    assert any("alpha" in n for n in info.notes)
+    assert np.array_equal(to_uint8(x).reshape(5, 4, channels), a[..., :channels])
+
+
+def test_palette_image_is_colour(tmp_path):
+    Image.fromarray(_rgb()).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    assert load_image(tmp_path / "p.png").shape == (1, 3, 6, 7)
+
+
+def test_16bit_grey_keeps_precision(tmp_path):
+    a = np.array([[0, 1, 257, 65535], [1000, 30000, 40000, 65534]], dtype=np.uint16)
+    _png16(tmp_path / "g16.png", a)
+    x, info = load_image_with_info(tmp_path / "g16.png")
+    assert info.bits == 16 and x.shape == (1, 1, 2, 4)
+    want = torch.from_numpy(a.astype(np.float64) / 65535 * 2 - 1).float()
+    assert torch.allclose(x[0, 0], want, atol=1e-6, rtol=0)
+    assert x[0, 0, 0, 1] > -1  # a step of 1/65535 survives, which 8 bits would lose
+
+
+def test_16bit_colour_is_read_with_a_note(tmp_path):
+    a = (np.arange(2 * 3 * 3).reshape(2, 3, 3) * 7000).astype(np.uint16)
+    _png16(tmp_path / "c16.png", a)
+    x, info = load_image_with_info(tmp_path / "c16.png")
+    assert x.shape == (1, 3, 2, 3)
+    assert any("16-bit" in n for n in info.notes)
+    assert torch.allclose((x[0].permute(1, 2, 0) + 1) / 2, torch.from_numpy(a / 65535.0).float(), atol=1 / 255)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    a = _rgb(2, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(a).save(tmp_path / "o.jpg", exif=exif, quality=100, subsampling=0)
+    x, info = load_image_with_info(tmp_path / "o.jpg")
+    assert x.shape == (1, 3, 3, 2)
+    decoded = np.asarray(Image.open(tmp_path / "o.jpg").convert("RGB"))
+    assert np.array_equal(to_uint8(x), np.rot90(decoded, k=-1))
+    assert any("EXIF" in n for n in info.notes)
+
+
+def test_missing_and_not_an_image(tmp_path):
+    with pytest.raises(ImageNotFoundError, match="no such file") as e:
+        load_image(tmp_path / "nope.png")
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, DDRMError)
+    (tmp_path / "t.png").write_text("hello")
+    with pytest.raises(ImageFileError, match="not an image") as e:
+        load_image(tmp_path / "t.png")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ImageFileError, match="folder"):
+        load_image(tmp_path)
+
+
+def test_truncated_file_is_a_clean_error(tmp_path):
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageFileError, match="cannot decode"):
+        load_image(tmp_path / "cut.png")
+
+
+def test_save_refuses_inputs_non_png_and_bad_folders(tmp_path):
+    x = torch.zeros(1, 3, 4, 4)
+    src = tmp_path / "in.png"
+    Image.fromarray(_rgb(4, 4)).save(src)
+    before = src.read_bytes()
+    with pytest.raises(ImageFileError, match="input file"):
+        save_image(x, tmp_path / "." / "in.png", protect=[src])
+    assert src.read_bytes() == before
+    with pytest.raises(ImageFileError, match="PNG"):
+        save_image(x, tmp_path / "out.jpg")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ImageFileError, match="cannot write"):
+        save_image(x, tmp_path / "afile" / "out.png")
+    with pytest.raises(ValueError, match="one image"):
+        save_image(torch.zeros(2, 3, 4, 4), tmp_path / "two.png")
+    assert save_image(x, tmp_path / "new" / "dir" / "o.png").exists()
+    assert not list(tmp_path.rglob(".ddrm-*"))  # no temporary files left behind
+
+
+def test_list_images_sorted_by_name(tmp_path):
+    for name in ["b.png", "a.JPG", "c.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
