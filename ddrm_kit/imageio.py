@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ddrm_kit.errors import DDRMError
 
 __all__ = [
+    "apply_orientation",
     "IMAGE_SUFFIXES",
     "ImageFileError",
     "ImageInfo",
@@ -53,6 +54,7 @@ class ImageInfo:
     height: int
     channels: int
     bits: int
+    orientation: int = 1
     notes: list[str] = field(default_factory=list)
 
 
@@ -85,11 +87,13 @@ def _palette_is_grey(img: Image.Image) -> bool:
     return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())
 
 
-def load_image_with_info(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
+def load_image_with_info(path: str | os.PathLike, upright: bool = True) -> tuple[torch.Tensor, ImageInfo]:
     """Read an image file as a ``(1, C, H, W)`` float32 tensor in [-1, 1] plus an :class:`ImageInfo`.
 
     Grey stays 1 channel, colour becomes 3; alpha is dropped (noted); 16-bit grey keeps its
-    precision; the EXIF orientation tag is applied so the tensor is upright as a viewer shows it.
+    precision. With ``upright`` the EXIF orientation tag is applied so the tensor is upright as a
+    viewer shows it; without it the pixels stay in stored order (a JPEG's 8x8 block grid), and
+    :func:`apply_orientation` with ``info.orientation`` turns a result upright later.
     """
     path = Path(path)
     _check_readable(path)
@@ -100,23 +104,43 @@ def load_image_with_info(path: str | os.PathLike) -> tuple[torch.Tensor, ImageIn
             if orig_mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in img.tile):
                 notes.append("16-bit colour read with 8-bit precision (Pillow's limit)")
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            upright = ImageOps.exif_transpose(img)
-            if orientation not in (None, 1):
+            if orientation not in _ORIENT_OPS:
+                orientation = 1
+            if upright and orientation != 1:
                 notes.append(f"turned upright by its EXIF orientation ({orientation})")
-            arr, bits = _to_array(upright, notes)
+                img = ImageOps.exif_transpose(img)
+            arr, bits = _to_array(img, notes)
     except UnidentifiedImageError:
         raise ImageFileError(f"{path}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageFileError(f"{path}: cannot decode image ({e})") from None
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
     x = (x * 2.0 - 1.0).unsqueeze(0)
-    info = ImageInfo(path, orig_mode, x.shape[-1], x.shape[-2], x.shape[1], bits, notes)
+    info = ImageInfo(path, orig_mode, x.shape[-1], x.shape[-2], x.shape[1], bits, orientation, notes)
     return x, info
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file as a ``(1, C, H, W)`` float32 tensor in [-1, 1] (see :func:`load_image_with_info`)."""
     return load_image_with_info(path)[0]
+
+
+# EXIF orientation -> the tensor transform that shows the image upright (PIL's exif_transpose).
+_ORIENT_OPS = {
+    1: lambda x: x,
+    2: lambda x: x.flip(-1),
+    3: lambda x: x.flip(-2, -1),
+    4: lambda x: x.flip(-2),
+    5: lambda x: x.transpose(-2, -1),
+    6: lambda x: torch.rot90(x, -1, dims=(-2, -1)),
+    7: lambda x: x.transpose(-2, -1).flip(-2, -1),
+    8: lambda x: torch.rot90(x, 1, dims=(-2, -1)),
+}
+
+
+def apply_orientation(x: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Turn images ``(..., H, W)`` stored with EXIF orientation ``orientation`` (1..8) upright."""
+    return _ORIENT_OPS[orientation](x)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -8,12 +8,13 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ddrm_kit.errors import DDRMError
 from ddrm_kit.imageio import (
     ImageFileError,
     ImageNotFoundError,
+    apply_orientation,
     list_images,
     load_image,
     load_image_with_info,
@@ -114,6 +115,20 @@ def test_exif_orientation_is_applied(tmp_path):
     decoded = np.asarray(Image.open(tmp_path / "o.jpg").convert("RGB"))
     assert np.array_equal(to_uint8(x), np.rot90(decoded, k=-1))
     assert any("EXIF" in n for n in info.notes)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_stored_order_and_apply_orientation_match_pillow(tmp_path, orientation):
+    a = _rgb(3, 5, seed=orientation)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(tmp_path / "o.png", exif=exif)
+    stored, info = load_image_with_info(tmp_path / "o.png", upright=False)
+    assert info.orientation == orientation and np.array_equal(to_uint8(stored), a)
+    with Image.open(tmp_path / "o.png") as im:
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert np.array_equal(to_uint8(apply_orientation(stored, orientation)), want)
+    assert np.array_equal(to_uint8(load_image(tmp_path / "o.png")), want)
 
 
 def test_missing_and_not_an_image(tmp_path):
