@@ -1,1 +1,30 @@
-"""Degradation operators for DDRM."""
+"""Degradation operators for DDRM: the SVD protocol, the registry and every concrete operator.
+
+``operators`` never imports ``ddrm_kit``. Each module below registers its names with
+:func:`operators.registry.register` when imported.
+"""
+
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator
+from .registry import OperatorSpec, available, get_operator, get_spec, register, specs
+from .dense import DenseSVD
+from .identity import Identity
+from .superres import BlockAverage
+from .inpaint import Inpainting
+from .color import Colorization
+
+__all__ = [
+    "DEFAULT_ZERO_TOL",
+    "OperatorError",
+    "SVDOperator",
+    "OperatorSpec",
+    "available",
+    "get_operator",
+    "get_spec",
+    "register",
+    "specs",
+    "DenseSVD",
+    "Identity",
+    "BlockAverage",
+    "Inpainting",
+    "Colorization",
+]

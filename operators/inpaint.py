@@ -1,0 +1,161 @@
+"""Inpainting: keep a subset of pixels (random, centre box, DDRM's text masks, or a user mask)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import OperatorError, SVDOperator
+from .registry import register
+
+
+class Inpainting(SVDOperator):
+    r"""Pixel selection :math:`y = x_{\mathcal K}` for the kept set :math:`\mathcal K` of a mask.
+
+    :math:`H` is a row selection of the identity: :math:`V^\top` is the permutation that lists
+    the kept entries (in ``(c, h, w)`` order) first and the missing ones after, ``U = I`` and
+    every singular value is 1. ``y`` is the vector of kept values, shape ``(m,)``, with
+    ``m = C * (kept pixels)``; apply ``H`` to a full-size damaged image to get it
+    (``observation_kind = "full_image"``).
+
+    ``mask`` is ``(H, W)`` (shared by all channels) or ``(C, H, W)``, boolean or 0/1: nonzero = kept.
+    """
+
+    observation_kind = "full_image"
+
+    def __init__(self, image_shape: Sequence[int], mask: Any) -> None:
+        c, h, w = image_shape
+        keep = _as_mask(mask, (c, h, w))
+        flat = keep.reshape(-1)
+        kept = torch.nonzero(flat).flatten()
+        missing = torch.nonzero(~flat).flatten()
+        super().__init__(image_shape, (kept.numel(),))
+        perm = torch.cat([kept, missing])
+        self.register_buffer("_perm", perm)
+        self.register_buffer("_inv_perm", torch.argsort(perm))
+        self.register_buffer("mask", keep[0] if bool((keep == keep[0:1]).all()) else keep)
+        self._set_singulars(torch.ones(kept.numel(), dtype=torch.float64))
+
+    def Vt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1).index_select(1, self._buf("_perm", x))
+
+    def V(self, z: torch.Tensor) -> torch.Tensor:
+        return z.index_select(1, self._buf("_inv_perm", z)).reshape(z.shape[0], *self.image_shape)
+
+    def U(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def Ut(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """The kept values (a gather of the first ``m`` permuted entries; same maths as the base)."""
+        self._check(x, self.image_shape, "image")
+        return x.reshape(x.shape[0], -1).index_select(1, self._buf("_perm", x)[: self.m])
+
+
+def _as_mask(mask: Any, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Boolean ``(C, H, W)`` keep-mask from an ``(H, W)``/``(C, H, W)`` bool or 0/1 array/tensor."""
+    c, h, w = shape
+    t = torch.as_tensor(np.asarray(mask.detach().cpu()) if isinstance(mask, torch.Tensor) else np.asarray(mask))
+    if t.dtype != torch.bool:
+        if t.is_complex():
+            raise OperatorError("mask must be boolean or contain only 0 and 1 (1 = kept pixel)")
+        if not bool(((t == 0) | (t == 1)).all()):
+            raise OperatorError("mask must be boolean or contain only 0 and 1 (1 = kept pixel)")
+        t = t != 0
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.ndim != 3 or tuple(t.shape[1:]) != (h, w) or t.shape[0] not in (1, c):
+        raise OperatorError(
+            f"mask of shape {tuple(np.shape(mask))} does not fit a {c}x{h}x{w} image; give an {h}x{w} mask"
+        )
+    return t.expand(c, h, w).contiguous()
+
+
+def _packaged_mask(name: str, op: str, shape: tuple[int, int, int]) -> np.ndarray:
+    mask = np.load(resources.files("operators").joinpath("masks", name).open("rb"))
+    if mask.shape != tuple(shape[1:]):
+        raise OperatorError(
+            f"{op} is a {mask.shape[0]}x{mask.shape[1]} mask and cannot be rescaled without changing it; "
+            f"resize the image to {mask.shape[0]}x{mask.shape[1]} or use inp_mask with your own mask"
+        )
+    return mask
+
+
+def random_mask(shape: tuple[int, int, int], missing_pct: float, seed: int = 0) -> torch.Tensor:
+    """``(H, W)`` keep-mask with ``round(pct% of H*W)`` pixels missing, drawn with ``torch.Generator(seed)``."""
+    _, h, w = shape
+    if not 0 <= missing_pct <= 100:
+        raise OperatorError(f"inp_random<pct> needs 0 <= pct <= 100, got {missing_pct}")
+    gen = torch.Generator().manual_seed(int(seed))
+    n_missing = round(h * w * missing_pct / 100.0)
+    keep = torch.ones(h * w, dtype=torch.bool)
+    keep[torch.randperm(h * w, generator=gen)[:n_missing]] = False
+    return keep.reshape(h, w)
+
+
+def box_mask(shape: tuple[int, int, int], size: int | Sequence[int] | None = None) -> torch.Tensor:
+    """``(H, W)`` keep-mask with a centred missing box of ``size`` (int or (h, w)); default half each side."""
+    _, h, w = shape
+    if size is None:
+        bh, bw = round(h / 2), round(w / 2)  # the papers' 128x128 box on 256x256
+    elif isinstance(size, (int, np.integer)):
+        bh = bw = int(size)
+    else:
+        bh, bw = (int(s) for s in size)
+    if not (0 <= bh <= h and 0 <= bw <= w):
+        raise OperatorError(f"inp_box size {bh}x{bw} does not fit a {h}x{w} image; give size <= the image side")
+    keep = torch.ones(h, w, dtype=torch.bool)
+    top, left = (h - bh) // 2, (w - bw) // 2
+    keep[top : top + bh, left : left + bw] = False
+    return keep
+
+
+@register(
+    r"inp_random(\d+(?:\.\d+)?)",
+    pattern=True,
+    display="inp_random<pct>",
+    examples=("inp_random50", "inp_random70", "inp_random90"),
+    params={"seed": "0: seed of the random pixel mask"},
+    observation_kind="full_image",
+    description="inpainting: pct% of the pixels (all channels) missing at random",
+)
+def _inp_random(image_shape: tuple[int, int, int], pct: str, seed: int = 0) -> Inpainting:
+    return Inpainting(image_shape, random_mask(image_shape, float(pct), seed))
+
+
+@register(
+    "inp_box",
+    params={"size": "H/2 x W/2 (128 at 256x256): side of the missing centre box, int or (h, w)"},
+    observation_kind="full_image",
+    description="inpainting: a centred box is missing",
+)
+def _inp_box(image_shape: tuple[int, int, int], size: int | Sequence[int] | None = None) -> Inpainting:
+    return Inpainting(image_shape, box_mask(image_shape, size))
+
+
+@register("inp_lolcat", observation_kind="full_image", description="inpainting: DDRM's 'lolcat' text mask (256x256)")
+def _inp_lolcat(image_shape: tuple[int, int, int]) -> Inpainting:
+    return Inpainting(image_shape, _packaged_mask("lolcat_extra.npy", "inp_lolcat", image_shape))
+
+
+@register("inp_lorem", observation_kind="full_image", description="inpainting: DDRM's 'lorem ipsum' text mask (256x256)")
+def _inp_lorem(image_shape: tuple[int, int, int]) -> Inpainting:
+    return Inpainting(image_shape, _packaged_mask("lorem3.npy", "inp_lorem", image_shape))
+
+
+@register(
+    "inp_mask",
+    params={"mask": "required: HxW (or CxHxW) bool or 0/1 array/tensor, 1 = kept pixel"},
+    observation_kind="full_image",
+    description="inpainting with your own mask",
+)
+def _inp_mask(image_shape: tuple[int, int, int], mask: Any = None) -> Inpainting:
+    if mask is None:
+        raise OperatorError("inp_mask needs mask=<HxW bool or 0/1 array>, 1 = kept pixel")
+    return Inpainting(image_shape, mask)

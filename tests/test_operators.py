@@ -1,0 +1,201 @@
+"""Registry-driven checks of every operator's SVD, plus an explicit reference per family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import operators
+from operators import OperatorError, get_operator
+
+# Small sizes that each family can take; default (3, 9, 7): odd, non-square, RGB.
+SHAPES = {
+    "sr2": (3, 6, 10),
+    "sr4": (1, 8, 12),
+    "sr8": (1, 16, 8),
+    "sr16": (1, 16, 32),
+    "sr_bicubic2": (1, 10, 14),
+    "sr_bicubic4": (1, 12, 16),
+    "sr_bicubic8": (1, 16, 24),
+    "sr_bicubic16": (1, 16, 32),
+    "inp_lolcat": (1, 256, 256),
+    "inp_lorem": (1, 256, 256),
+    "cs2": (3, 4, 8),
+    "cs4": (1, 16, 16),
+    "cs8": (3, 8, 8),
+}
+DEFAULT_SHAPE = (3, 9, 7)
+DENSE_MAX_N = 1024  # build dense H from basis vectors only up to this many unknowns
+
+
+def _params(name: str, shape: tuple[int, int, int]) -> dict:
+    if name == "inp_mask":
+        return {"mask": (torch.arange(shape[1] * shape[2]).reshape(shape[1:]) % 3 != 1).numpy()}
+    if name == "deblur":
+        return {"kernel": np.array([[0.1, 0.3, 0.05, 0.1], [0.05, 0.0, 0.25, 0.15]])}
+    return {}
+
+
+def _build(name: str, dtype=torch.float64):
+    shape = SHAPES.get(name, DEFAULT_SHAPE)
+    return get_operator(name, shape, **_params(name, shape)).to(dtype), shape
+
+
+def _dense(op) -> torch.Tensor:
+    """The matrix of ``H`` (rows = measurement entries), built by applying H to basis vectors."""
+    eye = torch.eye(op.n, dtype=torch.float64).reshape(op.n, *op.image_shape)
+    return op.H(eye).reshape(op.n, -1).T
+
+
+NAMES = operators.available()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_svd_protocol(name: str) -> None:
+    op, shape = _build(name)
+    gen = torch.Generator().manual_seed(0)
+    b, n, m = 2, op.n, op.m
+    x = torch.randn(b, *shape, generator=gen, dtype=torch.float64)
+    z = torch.randn(b, n, generator=gen, dtype=torch.float64)
+    w = torch.randn(b, m, generator=gen, dtype=torch.float64)
+    y = torch.randn(b, *op.measurement_shape, generator=gen, dtype=torch.float64)
+    s = op.singulars()
+    assert s.shape == (m,) and m <= n and bool((s >= 0).all())
+    assert op.observation_kind in ("image", "full_image", "vector")
+    tol = dict(atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(op.Vt(op.V(z)), z, **tol)
+    torch.testing.assert_close(op.V(op.Vt(x)), x, **tol)
+    torch.testing.assert_close(op.U(op.Ut(y)), y, **tol)
+    torch.testing.assert_close(op.Ut(op.U(w)), w, **tol)
+    # V and U are orthogonal (not just invertible): their "transpose" maps are adjoints
+    torch.testing.assert_close((op.V(z) * x).sum(), (z * op.Vt(x)).sum(), **tol)
+    torch.testing.assert_close((op.U(w) * y).sum(), (w * op.Ut(y)).sum(), **tol)
+    # H = U diag(s) Vᵀ, adjointness, pseudo-inverse
+    hx = op.H(x)
+    assert hx.shape == (b, *op.measurement_shape)
+    torch.testing.assert_close(hx, op.U(s * op.Vt(x)[:, :m]), **tol)
+    torch.testing.assert_close((hx * y).sum(), (x * op.Ht(y)).sum(), **tol)
+    torch.testing.assert_close(op.H(op.H_pinv(hx)), hx, atol=1e-8, rtol=1e-8)
+    assert bool(torch.isfinite(op.H_pinv(y)).all())
+    if n <= DENSE_MAX_N:
+        dense = _dense(op)
+        ours = torch.cat([s, s.new_zeros(min(dense.shape) - m)]).sort(descending=True).values
+        torch.testing.assert_close(ours, torch.linalg.svdvals(dense), atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_batch_and_dtype(name: str) -> None:
+    op, shape = _build(name, torch.float32)
+    x = torch.randn(3, *shape)
+    hx = op.H(x)
+    assert hx.dtype == torch.float32
+    # float64 inputs run in float64 even on a float32 operator (buffers converted once, cached)
+    h64 = op.H(x.double())
+    assert h64.dtype == torch.float64
+    torch.testing.assert_close(h64.float(), hx, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(op.H(x[1:2]), hx[1:2], atol=1e-5, rtol=1e-4)
+    assert op.V(op.Vt(x)).dtype == torch.float32
+
+
+# ---- explicit references per family ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 4, 8, 16])
+def test_sr_is_avg_pool(k: int) -> None:
+    shape = (3, 2 * k, 3 * k)
+    x = torch.randn(2, *shape, dtype=torch.float64)
+    op = get_operator(f"sr{k}", shape)
+    torch.testing.assert_close(op.H(x), F.avg_pool2d(x, k))
+    assert op.observation_kind == "image" and op.measurement_shape == (3, 2, 3)
+
+
+def test_inpainting_gathers_kept_pixels() -> None:
+    shape = (3, 9, 7)
+    mask = torch.rand(9, 7, generator=torch.Generator().manual_seed(1)) > 0.4
+    x = torch.randn(2, *shape, dtype=torch.float64)
+    op = get_operator("inp_mask", shape, mask=mask)
+    torch.testing.assert_close(op.H(x), x[:, :, mask].reshape(2, -1))
+    assert op.observation_kind == "full_image"
+    # 0/1 integer masks are the same as boolean ones
+    torch.testing.assert_close(get_operator("inp_mask", shape, mask=mask.int().numpy()).H(x), op.H(x))
+
+
+def test_inpainting_masks() -> None:
+    op = get_operator("inp_random90", (3, 20, 10), seed=3)
+    assert op.m == 3 * 20  # 10% of 200 pixels kept, per channel
+    again = get_operator("inp_random90", (3, 20, 10), seed=3)
+    assert torch.equal(op.mask, again.mask)
+    assert not torch.equal(op.mask, get_operator("inp_random90", (3, 20, 10), seed=4).mask)
+    box = get_operator("inp_box", (1, 256, 256)).mask
+    assert (~box).sum() == 128 * 128 and not box[64:192, 64:192].any() and box[63, 63]
+    assert (~get_operator("inp_box", (3, 9, 7), size=3).mask).sum() == 9
+    for name in ("inp_lolcat", "inp_lorem"):
+        m = get_operator(name, (3, 256, 256)).mask
+        assert m.shape == (256, 256) and 0.5 < m.double().mean() < 1.0
+
+
+def test_color_is_grey_mean() -> None:
+    x = torch.randn(2, 3, 9, 7, dtype=torch.float64)
+    op = get_operator("color", (3, 9, 7))
+    torch.testing.assert_close(op.H(x), x.mean(dim=1, keepdim=True))
+    torch.testing.assert_close(op.singulars(), torch.full((63,), 3**-0.5, dtype=torch.float64))
+    # V's first direction is the normalised [1,1,1]; the other two are chroma (zero-sum) directions
+    v = op.V(torch.eye(3 * 63, dtype=torch.float64)[[0, 63, 126]]).reshape(3, 3, 63)[:, :, 0]
+    torch.testing.assert_close(v[0], torch.full((3,), 3**-0.5, dtype=torch.float64))
+    torch.testing.assert_close(v[1:].sum(dim=1), torch.zeros(2, dtype=torch.float64))
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+def test_unknown_name_lists_close_names() -> None:
+    with pytest.raises(OperatorError, match="sr4"):
+        get_operator("sr_4x", (3, 8, 8))
+    with pytest.raises(ValueError, match="available"):
+        get_operator("nothing_like_it", (3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "params", "match"),
+    [
+        ("sr4", (3, 10, 8), {}, "divisible by 4"),
+        ("sr2", (3, 8), {}, r"\(C, H, W\)"),
+        ("color", (1, 8, 8), {}, "3-channel"),
+        ("inp_lolcat", (3, 128, 128), {}, "256x256"),
+        ("inp_mask", (3, 8, 8), {"mask": np.ones((8, 9))}, "8x8 mask"),
+        ("inp_mask", (3, 8, 8), {"mask": np.full((8, 8), 0.5)}, "0 and 1"),
+        ("inp_mask", (3, 8, 8), {}, "needs mask"),
+        ("inp_box", (3, 8, 8), {"size": 9}, "does not fit"),
+        ("sr2", (3, 8, 8), {"seed": 1}, "no parameter seed"),
+    ],
+)
+def test_clean_errors(name: str, shape, params: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        get_operator(name, shape, **params)
+
+
+def test_wrong_input_shape_is_a_clean_error() -> None:
+    op = get_operator("sr2", (3, 8, 8))
+    with pytest.raises(OperatorError, match=r"\(B, 3, 8, 8\)"):
+        op.H(torch.zeros(1, 3, 8, 6))
+
+
+def test_buffers_follow_to_and_registry_metadata() -> None:
+    op = get_operator("inp_box", (3, 9, 7)).to(torch.float32)
+    assert op.singulars().dtype == torch.float32
+    assert {b for b, _ in op.named_buffers()} >= {"_singulars", "_perm"}
+    for spec in operators.specs():
+        assert spec.description and spec.observation_kind in ("image", "full_image", "vector")
+
+
+def test_dense_svd_and_zero_tolerance() -> None:
+    a = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1e-12, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    op = operators.DenseSVD(a, (1, 2, 2))
+    assert op.singulars().tolist() == [1.0, 0.0, 0.0]  # 1e-12 <= tolerance -> exact zero
+    y = torch.ones(1, 3, dtype=torch.float64)
+    assert bool(torch.isfinite(op.H_pinv(y)).all())
+    torch.testing.assert_close(op.H_pinv(y).flatten(), torch.tensor([1.0, 0, 0, 0], dtype=torch.float64))
+    with pytest.raises(OperatorError, match="M x 4"):
+        operators.DenseSVD(torch.ones(3, 5), (1, 2, 2))
