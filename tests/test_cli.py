@@ -1,0 +1,269 @@
+"""The `ddrm` command end to end (click's CliRunner) with a tiny UNet saved by save_pretrained."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ddrm_kit.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A randomly initialised 2-level UNet2DModel + DDPM scheduler in the save_pretrained layout."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    folder = tmp_path_factory.mktemp("tiny_unet")
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    unet.save_pretrained(folder)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
+    return str(folder)
+
+
+def _png(path, h, w, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (h, w, channels) if channels == 3 else (h, w), dtype=np.uint8)
+    Image.fromarray(a).save(path)
+    return path
+
+
+def _run(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _size(path):
+    with Image.open(path) as im:
+        return im.size, im.mode
+
+
+def test_help_and_ops_do_not_import_torch_at_startup():
+    code = "import sys, ddrm_kit.cli; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = _ok(_run("--help"))
+    for cmd in ("solve", "degrade", "ops", "sample", "train", "bench"):
+        assert cmd in r.output
+    assert "[0, 1] pixel units" in _ok(_run("solve", "--help")).output
+
+
+def test_ops_table_lists_operators_with_their_inputs():
+    out = _ok(_run("ops")).output
+    assert "sr<k>" in out and "low-res image" in out
+    assert "inp_mask" in out and "--mask FILE" in out
+    assert "color" in out and "grey image" in out
+    assert "params:" in out
+
+
+def test_solve_sr_writes_a_larger_png(tmp_path, tiny_model):
+    lr = _png(tmp_path / "lr.png", 8, 6)
+    r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--no-progress", lr, "-o", tmp_path / "hr.png"))
+    assert _size(tmp_path / "hr.png") == ((12, 16), "RGB")
+    assert "12x16 RGB" in r.stdout
+
+
+def test_solve_is_deterministic_under_a_seed(tmp_path, tiny_model):
+    lr = _png(tmp_path / "lr.png", 8, 8)
+    for name in ("a.png", "b.png"):
+        _ok(_run("solve", "--op", "deno", "--sigma-y", 0.1, "--model", tiny_model, "--steps", 2, "--seed", 3,
+                 "--no-progress", lr, "-o", tmp_path / name))
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_clean_mode_prints_psnr_and_ssim(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 16, 12)
+    r = _ok(_run("solve", "--op", "sr2", "--clean", "--sigma-y", 0.05, "--model", tiny_model, "--steps", 2,
+                 "--no-progress", gt, "-o", tmp_path / "out.png"))
+    assert "H_pinv(y) PSNR" in r.stdout and "DDRM PSNR" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("gt.png")).split()
+    psnr_pinv, ssim_pinv, psnr_ddrm, ssim_ddrm = map(float, row[1:])
+    assert 0 < psnr_pinv < 60 and 0 < psnr_ddrm < 60 and -1 <= ssim_pinv <= 1 and -1 <= ssim_ddrm <= 1
+    assert _size(tmp_path / "out.png") == ((12, 16), "RGB")
+
+
+def test_folder_input_is_batched_by_size(tmp_path, tiny_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    _png(src / "a.png", 8, 8, seed=1)
+    _png(src / "b.png", 8, 8, seed=2)
+    _png(src / "c.png", 6, 10, seed=3)
+    r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--no-progress", src, "-o", tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sr2.png", "b_sr2.png", "c_sr2.png"]
+    assert _size(tmp_path / "out" / "c_sr2.png") == ((20, 12), "RGB")
+    assert r.stdout.count("wrote") == 3
+
+
+def test_grey_input_with_colour_prior_gives_grey_output(tmp_path, tiny_model):
+    lr = _png(tmp_path / "g.png", 8, 8, channels=1)
+    r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--no-progress", lr, "-o", tmp_path / "o.png"))
+    assert _size(tmp_path / "o.png") == ((16, 16), "L")
+    assert "grey" in r.stdout
+
+
+def test_degrade_then_solve_round_trip_superres(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 16, 16)
+    r = _ok(_run("degrade", "--op", "sr4", "--sigma-y", 0.02, gt, "-o", tmp_path / "obs.png"))
+    assert _size(tmp_path / "obs.png") == ((4, 4), "RGB")
+    assert "ddrm solve --op sr4" in r.stdout
+    _ok(_run("solve", "--op", "sr4", "--sigma-y", 0.02, "--model", tiny_model, "--steps", 2, "--no-progress",
+             tmp_path / "obs.png", "-o", tmp_path / "rest.png"))
+    assert _size(tmp_path / "rest.png") == ((16, 16), "RGB")
+
+
+def test_degrade_then_solve_round_trip_inpainting_with_mask(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 12, 16)
+    _ok(_run("degrade", "--op", "inp_random50", gt, "-o", tmp_path / "obs.png"))
+    mask = np.asarray(Image.open(tmp_path / "obs_mask.png"))
+    assert mask.shape == (12, 16) and set(np.unique(mask)) == {0, 255}
+    assert 0.3 < (mask > 0).mean() < 0.7
+    # Kept pixels survive the 8-bit round trip exactly.
+    obs = np.asarray(Image.open(tmp_path / "obs.png"))
+    assert np.array_equal(obs[mask > 0], np.asarray(Image.open(gt))[mask > 0])
+    _ok(_run("solve", "--op", "inp_mask", "--mask", tmp_path / "obs_mask.png", "--model", tiny_model, "--steps", 2,
+             "--no-progress", tmp_path / "obs.png", "-o", tmp_path / "rest.png"))
+    rest = np.asarray(Image.open(tmp_path / "rest.png")).astype(int)
+    # eta_b = 1 with no noise: DDRM keeps the observed pixels, up to the final x0 prediction's
+    # sqrt(1 - alpha_bar_0) ~ 0.01 share of the (untrained) network's noise estimate.
+    err = np.abs(rest[mask > 0] - obs[mask > 0])
+    assert err.max() <= 6 and err.mean() < 2
+
+
+def test_sample_writes_n_images(tmp_path, tiny_model):
+    r = _ok(_run("sample", "--model", tiny_model, "-n", 3, "--size", 8, 12, "--steps", 2, "--batch-size", 2,
+                 "--no-progress", "-o", tmp_path / "s"))
+    files = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert files == ["sample_000.png", "sample_001.png", "sample_002.png"]
+    assert _size(tmp_path / "s" / "sample_002.png") == ((12, 8), "RGB")
+    assert r.stdout.count("wrote") == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, non-zero exit, no traceback, nothing written or overwritten.
+
+
+def _fails(result, *words):
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Error: "), result.stderr
+    for w in words:
+        assert w in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture
+def case(tmp_path, tiny_model):
+    """An input image, an empty output folder, and a runner that checks the folder stays empty."""
+    img = _png(tmp_path / "img.png", 8, 8)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(*args, env=None):
+        result = _run("solve", "--model", tiny_model, "--steps", 2, "--no-progress", *args, env=env)
+        assert not any(out.iterdir())
+        return result
+
+    return img, out, run
+
+
+def test_error_missing_file(case):
+    img, out, run = case
+    _fails(run("--op", "sr2", img.parent / "nope.png", "-o", out / "o.png"), "nope.png", "no such file")
+
+
+def test_error_not_an_image(case):
+    img, out, run = case
+    bad = img.parent / "notes.png"
+    bad.write_text("not an image")
+    _fails(run("--op", "sr2", bad, "-o", out / "o.png"), "not an image")
+
+
+def test_error_unknown_operator_lists_close_names(case):
+    img, out, run = case
+    _fails(run("--op", "inp_rando50", img, "-o", out / "o.png"), "unknown operator", "inp_random")
+
+
+def test_error_mask_of_the_wrong_size(case):
+    img, out, run = case
+    mask = _png(img.parent / "mask.png", 5, 5, channels=1)
+    _fails(run("--op", "inp_mask", "--mask", mask, img, "-o", out / "o.png"), "mask", "5x5", "8x8")
+
+
+def test_error_kernel_larger_than_image(case):
+    img, out, run = case
+    np.save(img.parent / "k.npy", np.ones((9, 9)))
+    _fails(run("--op", "deblur", "--kernel", img.parent / "k.npy", img, "-o", out / "o.png"), "kernel", "9x9")
+
+
+def test_error_size_the_operator_cannot_take(case):
+    img, out, run = case
+    odd = _png(img.parent / "odd.png", 9, 10)
+    _fails(run("--op", "sr4", "--clean", odd, "-o", out / "o.png"))
+
+
+def test_error_model_path_missing(case):
+    img, out, run = case
+    r = _run("solve", "--op", "sr2", "--model", img.parent / "no_model", "--no-progress", img, "-o", out / "o.png")
+    _fails(r, "no_model")
+    assert not any(out.iterdir())
+
+
+def test_error_hub_id_while_offline(case):
+    img, out, run = case
+    r = _run("solve", "--op", "sr2", "--model", "nobody-here/no-such-model", "--no-progress", img, "-o", out / "o.png",
+             env={"HF_HUB_OFFLINE": "1"})
+    _fails(r, "HF_HUB_OFFLINE")
+
+
+@pytest.mark.parametrize("opt,value,words", [("--sigma-y", "-0.1", ("--sigma-y", "at least 0")),
+                                             ("--steps", "0", ("--steps", "at least 1")),
+                                             ("--eta", "1.5", ("--eta", "[0, 1]"))])
+def test_error_bad_numbers(case, opt, value, words):
+    img, out, run = case
+    _fails(run("--op", "sr2", opt, value, img, "-o", out / "o.png"), *words)
+
+
+def test_error_output_equal_to_input(case):
+    img, out, run = case
+    before = img.read_bytes()
+    _fails(run("--op", "deno", img, "-o", img.parent / "." / "img.png"), "input file")
+    assert img.read_bytes() == before
+
+
+def test_error_unwritable_output_folder(case):
+    img, out, run = case
+    blocker = img.parent / "a_file"
+    blocker.write_text("x")
+    _fails(run("--op", "sr2", img, "-o", blocker / "sub" / "o.png"), "not writable")
+
+
+def test_error_fp16_on_cpu(case):
+    img, out, run = case
+    _fails(run("--op", "sr2", "--fp16", "--device", "cpu", img, "-o", out / "o.png"), "CUDA")
+
+
+def test_error_vector_observation_needs_clean(case):
+    img, out, run = case
+    _fails(run("--op", "cs4", img, "-o", out / "o.png"), "--clean")
+
+
+def test_degrade_refuses_to_overwrite_its_input(tmp_path):
+    gt = _png(tmp_path / "gt.png", 8, 8)
+    before = gt.read_bytes()
+    _fails(_run("degrade", "--op", "sr2", gt, "-o", gt), "input file")
+    assert gt.read_bytes() == before
