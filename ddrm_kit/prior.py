@@ -1,0 +1,345 @@
+"""Diffusion priors: an epsilon-predictor ``eps(x_t, t)`` plus its ``alphas_cumprod``.
+
+``x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε``; a prior returns its estimate of ``ε`` in float32.
+:class:`Prior` wraps any callable (analytic priors in tests); :func:`load_prior` builds one
+from a ``diffusers`` ``UNet2DModel`` checkpoint (hub id, local folder, or the built-in prior).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
+
+__all__ = ["Prior", "load_prior", "BUILTIN_DIR"]
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+# A diffusers repo id: "owner/name" (letters, digits, '-', '_', '.').
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_GLOBS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin")
+_LATENT_COMPONENTS = ("vqvae", "vae", "text_encoder", "tokenizer", "image_encoder")
+
+
+class Prior:
+    """An epsilon-predictor ``eps(x_t, t) -> ε̂`` with its training schedule ``alphas_cumprod``.
+
+    ``eps`` takes ``x_t`` of shape (B, C, H, W) (float32, on ``device``) and ``t`` a long tensor of
+    shape (B,); calling the prior returns ``ε̂`` as float32. ``alphas_cumprod`` (length T) is kept
+    in float64 on the CPU, so the sampler reads its noise levels without touching the device.
+    """
+
+    def __init__(
+        self,
+        eps: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        alphas_cumprod: torch.Tensor | Sequence[float],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        channels: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not callable(eps):
+            raise DDRMError("Prior(eps, alphas_cumprod): eps must be a callable eps(x_t, t) -> noise estimate")
+        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu().reshape(-1).clone()
+        if ac.numel() == 0 or not bool(((ac > 0) & (ac <= 1)).all()):
+            raise DDRMError("Prior: alphas_cumprod must be a non-empty sequence of values in (0, 1]")
+        params = next(eps.parameters(), None) if isinstance(eps, torch.nn.Module) else None
+        self.eps = eps
+        self.alphas_cumprod = ac
+        self.device = torch.device(device) if device is not None else (params.device if params is not None else torch.device("cpu"))
+        self.dtype = dtype if dtype is not None else (params.dtype if params is not None else torch.float32)
+        self.channels = channels
+        self.name = name
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.numel())
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        if not torch.is_tensor(t):
+            t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        return self.eps(x, t).float()
+
+    def __repr__(self) -> str:
+        return (f"Prior(name={self.name!r}, T={self.num_train_timesteps}, channels={self.channels}, "
+                f"device={self.device}, dtype={self.dtype})")
+
+
+class _UNetEps(torch.nn.Module):
+    """A UNet2DModel as an epsilon-predictor: pads to the UNet's multiple, converts its output to ε."""
+
+    def __init__(self, unet: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str) -> None:
+        super().__init__()
+        self.unet = unet
+        self.prediction_type = prediction_type
+        self.channels = int(unet.config.in_channels)
+        # Each down block but the last halves the resolution.
+        self.multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+        ac = alphas_cumprod.to(torch.float32)
+        self.register_buffer("sqrt_a", ac.sqrt(), persistent=False)
+        self.register_buffer("sqrt_1ma", (1 - ac).sqrt(), persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        xin = x.to(self.unet.dtype)
+        if ph or pw:
+            top, left = ph // 2, pw // 2
+            pad = (left, pw - left, top, ph - top)
+            # Reflection needs each pad smaller than the side; tiny images fall back to replication.
+            mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
+            xin = F.pad(xin, pad, mode=mode)
+        out = self.unet(xin, t).sample
+        # Learned-variance (OpenAI-style) UNets output [ε, variance]: keep ε.
+        out = out[:, : self.channels]
+        if ph or pw:
+            out = out[..., top : top + h, left : left + w]
+        out = out.float()
+        if self.prediction_type == "epsilon":
+            return out
+        sa = self.sqrt_a[t].view(-1, 1, 1, 1)
+        s1 = self.sqrt_1ma[t].view(-1, 1, 1, 1)
+        xf = x.float()
+        if self.prediction_type == "v_prediction":
+            # v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0 and x_t = sqrt(ᾱ) x0 + sqrt(1-ᾱ) ε  =>  ε = sqrt(ᾱ) v + sqrt(1-ᾱ) x_t
+            return sa * out + s1 * xf
+        # "sample": the network predicts x0, so ε = (x_t - sqrt(ᾱ) x0) / sqrt(1-ᾱ)
+        return (xf - sa * out) / s1
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DDRMError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DDRMError("device 'cuda' was asked for but CUDA is not available: use device='cpu'")
+    return dev
+
+
+def _resolve_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise DDRMError(f"unsupported prior dtype {dtype}: use torch.float32, torch.float16 (CUDA) or torch.bfloat16")
+    if dtype == torch.float16 and device.type != "cuda":
+        raise DDRMError("float16 priors need a CUDA device: drop dtype=torch.float16 (--fp16) on CPU")
+    return dtype
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UnsupportedModelError(f"cannot read {path}: {err}; re-save the model with save_pretrained") from err
+
+
+def _inspect(folder: Path, label: str) -> tuple[str | None, str | None, dict[str, Any], dict[str, Any]]:
+    """Find the UNet and scheduler of a save_pretrained folder and check they are a pixel-space DDPM.
+
+    Returns ``(unet_subfolder, scheduler_subfolder, unet_config, scheduler_config)``; subfolders are
+    None for the root.
+    """
+    index = folder / "model_index.json"
+    if index.is_file():
+        components = _read_json(index)
+        pipe = str(components.get("_class_name", ""))
+        latent = [c for c in _LATENT_COMPONENTS if c in components]
+        if latent or "Latent" in pipe or "StableDiffusion" in pipe:
+            raise UnsupportedModelError(
+                f"{label} is a latent-diffusion pipeline ({pipe or latent[0]}); ddrm needs a pixel-space "
+                "UNet2DModel prior such as google/ddpm-celebahq-256 or the built-in prior")
+        if "Consistency" in pipe:
+            raise UnsupportedModelError(
+                f"{label} is a consistency model ({pipe}); ddrm needs a DDPM-style UNet2DModel prior "
+                "such as google/ddpm-celebahq-256 or the built-in prior")
+    if (folder / "unet" / "config.json").is_file():
+        unet_sub: str | None = "unet"
+    elif (folder / "config.json").is_file():
+        unet_sub = None
+    else:
+        raise ModelNotFoundError(
+            f"no UNet config.json in {label} (looked at the root and unet/): pass a folder written by "
+            "UNet2DModel.save_pretrained or a pipeline's save_pretrained")
+    if (folder / "scheduler" / "scheduler_config.json").is_file():
+        sched_sub: str | None = "scheduler"
+    elif (folder / "scheduler_config.json").is_file():
+        sched_sub = None
+    else:
+        raise UnsupportedModelError(
+            f"no scheduler_config.json in {label} (root or scheduler/): save the model's DDPMScheduler "
+            "next to the UNet with scheduler.save_pretrained(folder)")
+    unet_cfg = _read_json(folder / (unet_sub or ".") / "config.json")
+    sched_cfg = _read_json(folder / (sched_sub or ".") / "scheduler_config.json")
+    _check_unet_config(unet_cfg, label)
+    _check_scheduler_config(sched_cfg, label)
+    return unet_sub, sched_sub, unet_cfg, sched_cfg
+
+
+def _check_unet_config(cfg: dict[str, Any], label: str) -> None:
+    cls = str(cfg.get("_class_name", "UNet2DModel"))
+    if cls != "UNet2DModel":
+        kind = "a text/latent-conditional UNet" if "Condition" in cls else f"a {cls}"
+        raise UnsupportedModelError(
+            f"{label} holds {kind}; ddrm needs an unconditional pixel-space UNet2DModel "
+            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
+    if cfg.get("class_embed_type") is not None or cfg.get("num_class_embeds") is not None:
+        raise UnsupportedModelError(
+            f"{label} is a class-conditional UNet2DModel; ddrm needs an unconditional one "
+            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
+    if cfg.get("time_embedding_type", "positional") == "fourier":
+        raise UnsupportedModelError(
+            f"{label} is a score-SDE (variance-exploding) UNet; ddrm needs a DDPM-style UNet2DModel "
+            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
+    cin, cout = int(cfg.get("in_channels", 3)), int(cfg.get("out_channels", 3))
+    if cin not in (1, 3):
+        raise UnsupportedModelError(
+            f"{label} takes {cin}-channel inputs (a latent-space UNet?); ddrm needs a pixel-space "
+            "UNet2DModel on 1- or 3-channel images")
+    if cout not in (cin, 2 * cin):
+        raise UnsupportedModelError(
+            f"{label} outputs {cout} channels for {cin} input channels; expected {cin} (ε) or {2 * cin} "
+            "(ε and learned variance)")
+
+
+def _check_scheduler_config(cfg: dict[str, Any], label: str) -> None:
+    cls = str(cfg.get("_class_name", ""))
+    if cls.startswith("CM") or "Consistency" in cls:
+        raise UnsupportedModelError(
+            f"{label} is a consistency model ({cls}); ddrm needs a DDPM-style prior "
+            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
+    if not any(k in cfg for k in ("beta_schedule", "trained_betas", "beta_start")):
+        raise UnsupportedModelError(
+            f"{label} has a {cls or 'scheduler'} without a DDPM beta schedule; ddrm needs a "
+            "DDPM-style prior (e.g. google/ddpm-celebahq-256 or the built-in prior)")
+    pred = cfg.get("prediction_type", "epsilon")
+    if pred not in ("epsilon", "v_prediction", "sample"):
+        raise UnsupportedModelError(
+            f"{label} has prediction_type={pred!r}; supported: epsilon, v_prediction, sample")
+
+
+def _alphas_cumprod(sched_cfg: dict[str, Any], label: str) -> tuple[torch.Tensor, str]:
+    from diffusers import DDPMScheduler
+
+    try:
+        scheduler = DDPMScheduler.from_config(sched_cfg)
+    except (NotImplementedError, ValueError, TypeError) as err:
+        raise UnsupportedModelError(
+            f"{label}: unsupported beta schedule {sched_cfg.get('beta_schedule')!r} ({err}); "
+            "supported: linear, scaled_linear, squaredcos_cap_v2") from err
+    # The cumulative product in float64: the late ᾱ_t are tiny and float32 loses their digits.
+    betas = scheduler.betas.to(torch.float64)
+    ac = torch.cumprod(1 - betas, dim=0)
+    if bool(ac[-1] <= 0):
+        # Zero-terminal-SNR rescaling: keep the last level finite as diffusers does.
+        ac[-1] = 2.0**-24
+    return ac, str(scheduler.config.prediction_type)
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(any(folder.glob(g)) for g in _WEIGHT_GLOBS)
+
+
+def _build(unet: torch.nn.Module, sched_cfg: dict[str, Any], label: str, device: torch.device,
+           dtype: torch.dtype) -> Prior:
+    ac, pred = _alphas_cumprod(sched_cfg, label)
+    unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    eps = _UNetEps(unet, ac, pred).to(device)
+    return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label)
+
+
+def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dtype) -> Prior:
+    from diffusers import UNet2DModel
+
+    unet_sub, _, _, sched_cfg = _inspect(folder, label)
+    unet_dir = folder / unet_sub if unet_sub else folder
+    if not _has_weights(unet_dir):
+        raise ModelNotFoundError(
+            f"no UNet weights (diffusion_pytorch_model.safetensors) in {unet_dir}: "
+            "save the model with save_pretrained")
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
+    return _build(unet, sched_cfg, label, device, dtype)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(constants.HF_HUB_OFFLINE) or env in ("1", "ON", "YES", "TRUE")
+
+
+def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype) -> Prior:
+    from diffusers import UNet2DModel
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    offline = _hub_offline()
+    unreachable = (
+        f"'{repo_id}' is not a local folder and cannot be fetched from the Hugging Face Hub "
+        f"({'HF_HUB_OFFLINE is set' if offline else 'offline or unreachable'}) nor found in its cache: "
+        "download it once online (HF_HUB_OFFLINE=1 then reads the cache), pass a local save_pretrained "
+        "folder, or use the built-in prior (--model builtin)")
+    try:
+        # Configs first: a latent or conditional repo is refused before any weights are downloaded.
+        cfg_dir = snapshot_download(
+            repo_id,
+            allow_patterns=["model_index.json", "config.json", "scheduler_config.json",
+                            "unet/config.json", "scheduler/scheduler_config.json"],
+            local_files_only=offline)
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        raise ModelNotFoundError(
+            f"no accessible model '{repo_id}' on the Hugging Face Hub (nor a local folder of that name): "
+            "check the id (e.g. google/ddpm-celebahq-256), pass a local folder, or use --model builtin") from err
+    except Exception as err:  # noqa: BLE001 - network stacks raise many types; all mean "unreachable"
+        raise HubUnavailableError(unreachable) from err
+    unet_sub, _, _, sched_cfg = _inspect(Path(cfg_dir), f"hub model '{repo_id}'")
+    try:
+        unet = UNet2DModel.from_pretrained(repo_id, subfolder=unet_sub, torch_dtype=dtype,
+                                           local_files_only=offline)
+    except Exception as err:  # noqa: BLE001 - as above
+        raise HubUnavailableError(unreachable) from err
+    return _build(unet, sched_cfg, repo_id, device, dtype)
+
+
+def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> Prior:
+    """Load a diffusers UNet2DModel prior: ``None``/"builtin", a local save_pretrained folder, or a hub id.
+
+    Betas come from the scheduler config (``DDPMScheduler``); ``prediction_type`` epsilon,
+    v_prediction and sample are converted to ε; learned-variance outputs keep their first channels.
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` float32 unless asked
+    (``torch.float16`` needs CUDA).
+    """
+    dev = _resolve_device(device)
+    dt = _resolve_dtype(dtype, dev)
+    if name_or_path is None or str(name_or_path) == "builtin":
+        if not _has_weights(BUILTIN_DIR) and not _has_weights(BUILTIN_DIR / "unet"):
+            raise ModelNotFoundError(
+                f"the built-in prior is not installed (no weights in {BUILTIN_DIR}): pass a hub id "
+                "(e.g. google/ddpm-celebahq-256) or a local save_pretrained folder instead")
+        return _load_folder(BUILTIN_DIR, "the built-in prior", dev, dt)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return _load_folder(path, str(path), dev, dt)
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file; pass the folder written by save_pretrained")
+    name = str(name_or_path)
+    if _HUB_ID.match(name) and not name.startswith((".", "~")):
+        return _load_hub(name, dev, dt)
+    raise ModelNotFoundError(
+        f"no such model folder: {name} (and not a hub id like google/ddpm-celebahq-256); "
+        "check the path, or omit --model for the built-in prior")

@@ -1,0 +1,223 @@
+"""The DDRM sampler: linear SVD operators and the DDRM-JPEG path for codec operators."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .errors import DDRMError
+from .prior import Prior
+
+__all__ = ["ddrm", "timesteps", "JPEG_T0_FRACTION"]
+
+# DDRM-JPEG starts from the decoded image noised to t0 = 300 of T = 1000 timesteps.
+JPEG_T0_FRACTION = 0.3
+
+Callback = Callable[[int, int, torch.Tensor], None]
+
+
+def timesteps(steps: int, num_train_timesteps: int, t_start: int | None = None) -> list[int]:
+    """The DDIM/DDRM schedule: ``steps`` distinct timesteps ``floor(i * t_start / steps)``, descending.
+
+    With ``t_start = T`` (default) and ``steps`` dividing ``T`` this is the papers'
+    ``range(0, T, T // steps)`` reversed, e.g. 950, 900, ..., 0 for 20 of 1000; otherwise it still
+    gives exactly ``steps`` timesteps in ``[0, t_start)``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise DDRMError(f"steps must be a positive integer, got {steps!r}")
+    if num_train_timesteps < 1:
+        raise DDRMError(f"num_train_timesteps must be positive, got {num_train_timesteps}")
+    top = num_train_timesteps if t_start is None else int(t_start)
+    if not 1 <= top <= num_train_timesteps:
+        raise DDRMError(f"t_start must be in [1, {num_train_timesteps}], got {t_start}")
+    if steps > top:
+        raise DDRMError(f"steps={steps} exceeds the {top} available timesteps: use steps <= {top}")
+    return [(i * top) // steps for i in reversed(range(steps))]
+
+
+def _check_unit(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise DDRMError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def _validate_y(y: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if not torch.is_tensor(y):
+        raise DDRMError(f"y must be a torch.Tensor of shape (B, {', '.join(map(str, shape))}), got {type(y).__name__}")
+    if tuple(y.shape) == shape:
+        raise DDRMError(f"y has shape {tuple(y.shape)} without a batch dimension: pass y.unsqueeze(0)")
+    if y.dim() != len(shape) + 1 or tuple(y.shape[1:]) != shape or y.shape[0] < 1:
+        raise DDRMError(
+            f"y has shape {tuple(y.shape)} but this operator measures (B, {', '.join(map(str, shape))}): "
+            "build the operator for the image size that produced y")
+
+
+def _to_device(op: torch.nn.Module, device: torch.device) -> None:
+    # Operator buffers must live where the sampler works; move them once, never per step.
+    buf = next(op.buffers(), None) if isinstance(op, torch.nn.Module) else None
+    if buf is not None and buf.device != device:
+        op.to(device)
+
+
+def ddrm(
+    prior: Prior,
+    op,
+    y: torch.Tensor,
+    steps: int = 20,
+    eta: float | None = None,
+    eta_b: float | None = None,
+    sigma_y: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """DDRM (Kawar et al. 2022), and DDRM-JPEG (Kawar et al. 2022b) for ``operators.codec.CodecOperator``.
+
+    Restores ``y = H x + N(0, sigma_y²)`` (``y`` of shape (B, *op.measurement_shape)) or, for a
+    codec, ``y`` = the decoded image. ``eta``/``eta_b`` default to 0.85/1.0 (linear) and 1.0/0.4
+    (codec). Runs exactly ``steps`` prior evaluations and returns the last clean-image prediction
+    (the codec path adds ``eta_b (y - J(x̂0))``), clamped to [-1, 1], shape (B, *op.image_shape).
+    ``callback(step_index, t, x0_pred)`` sees every intermediate prediction.
+    """
+    from operators.codec import CodecOperator
+
+    codec = isinstance(op, CodecOperator)
+    if not codec and not all(hasattr(op, a) for a in ("V", "Vt", "Ut", "singulars", "image_shape")):
+        raise DDRMError(
+            f"op must be an operators.SVDOperator or operators.codec.CodecOperator, got {type(op).__name__}")
+    if not isinstance(prior, Prior):
+        raise DDRMError(f"prior must be a ddrm_kit.Prior (see load_prior), got {type(prior).__name__}")
+    eta = _check_unit("eta", (1.0 if codec else 0.85) if eta is None else eta)
+    eta_b = _check_unit("eta_b", (0.4 if codec else 1.0) if eta_b is None else eta_b)
+    sigma_y = float(sigma_y)
+    if not (sigma_y >= 0.0 and math.isfinite(sigma_y)):
+        raise DDRMError(f"sigma_y must be a finite value >= 0, got {sigma_y}")
+    if codec and sigma_y > 0:
+        raise DDRMError("sigma_y applies to linear operators only; codec (JPEG) operators need sigma_y=0")
+    image_shape = tuple(int(d) for d in op.image_shape)
+    _validate_y(y, image_shape if codec else tuple(int(d) for d in op.measurement_shape))
+    if prior.channels is not None and prior.channels != image_shape[0]:
+        raise DDRMError(
+            f"the prior works on {prior.channels}-channel images but the operator on {image_shape[0]}-channel "
+            "ones: build the operator for the prior's channel count")
+    device = prior.device
+    if generator is not None and generator.device.type != device.type:
+        raise DDRMError(
+            f"generator is on {generator.device} but the prior runs on {device}: "
+            f"pass torch.Generator(device='{device.type}')")
+    t_start = max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps)) if codec else None
+    ts = timesteps(steps, prior.num_train_timesteps, t_start)
+    _to_device(op, device)
+    y = y.to(device=device, dtype=torch.float32)
+    with torch.no_grad():
+        run = _run_codec if codec else _run_linear
+        return run(prior, op, y, ts, eta, eta_b, sigma_y, generator, progress, callback)
+
+
+def _progress(steps: int, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+
+
+def _timestep_batches(ts: list[int], batch: int, device: torch.device) -> torch.Tensor:
+    # All timestep tensors made (and copied to the device) once, before the loop.
+    return torch.tensor(ts, dtype=torch.long)[:, None].repeat(1, batch).to(device)
+
+
+def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
+                generator: torch.Generator | None, progress: bool, callback: Callback | None) -> torch.Tensor:
+    device = prior.device
+    batch = y.shape[0]
+    n = math.prod(op.image_shape)
+    # Per-entry quantities, computed once per call (the step loop only combines them).
+    s_m = op.singulars().to(device=device, dtype=torch.float32).reshape(-1)
+    m = s_m.numel()
+    s = torch.zeros(n, device=device)
+    s[:m] = s_m
+    observed = s > 0  # s_k = 0 entries (and k >= m) are the null space
+    safe_s = torch.where(observed, s, torch.ones_like(s))
+    ybar = torch.zeros(batch, n, device=device)
+    ybar[:, :m] = op.Ut(y).to(torch.float32).reshape(batch, m)
+    ybar = torch.where(observed, ybar / safe_s, torch.zeros_like(ybar))
+    # σ_y² / s_k² (0 on the null space), the measurement noise seen in spectral coordinates.
+    noise_var = torch.where(observed, (sigma_y / safe_s) ** 2, torch.zeros_like(s))
+
+    ac = prior.alphas_cumprod
+    abar = [float(ac[t]) for t in ts]
+    sig = [math.sqrt((1 - a) / a) for a in abar]
+    c_eps = math.sqrt(1.0 - eta * eta)
+    t_dev = _timestep_batches(ts, batch, device)
+    z = torch.empty(batch, n, device=device)
+
+    # Initialisation at σ_T: measured entries start at ȳ plus the noise missing from y.
+    torch.randn(batch, n, generator=generator, device=device, out=z)
+    sig_t = sig[0]
+    start_obs = observed & (s * sig_t > sigma_y)
+    init_std = torch.where(start_obs, (sig_t * sig_t - noise_var).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
+    xbar = torch.where(start_obs, ybar, torch.zeros_like(ybar)) + init_std * z
+
+    steps = len(ts)
+    x0 = None
+    for i in _progress(steps, progress, "DDRM"):
+        sqrt_a = math.sqrt(abar[i])
+        # Network input in VP coordinates: x_t = sqrt(ᾱ) (x0 + σ ε).
+        x_t = op.V(xbar).reshape(batch, *op.image_shape) * sqrt_a
+        eps = prior(x_t, t_dev[i])
+        x0 = (x_t - math.sqrt(1 - abar[i]) * eps) / sqrt_a
+        if callback is not None:
+            callback(i, ts[i], x0)
+        if i == steps - 1:
+            break
+        x0bar = op.Vt(x0).reshape(batch, n).to(torch.float32)
+        # Vᵀ ε̂ without a second transform: V(x̄) = x0 + σ ε̂ and V is orthogonal.
+        epsbar = (xbar - x0bar) / sig[i]
+        sn = sig[i + 1]
+        torch.randn(batch, n, generator=generator, device=device, out=z)
+        resid = ybar - x0bar
+        null_step = sn * (c_eps * epsbar + eta * z)
+        if sigma_y == 0.0:
+            # Noiseless: every observed entry is "noisier than y" at every σ' > 0.
+            delta = torch.where(observed, eta_b * resid + sn * z, null_step)
+        else:
+            thresh = sigma_y / sn
+            noisier = s > thresh
+            less = observed & (s < thresh)
+            noisier_step = eta_b * resid + (sn * sn - eta_b * eta_b * noise_var).clamp_min(0).sqrt() * z
+            less_step = (sn * c_eps / sigma_y) * s * resid + (sn * eta) * z
+            delta = torch.where(noisier, noisier_step, torch.where(less, less_step, null_step))
+        xbar = x0bar + delta
+    return x0.clamp(-1, 1)
+
+
+def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
+               generator: torch.Generator | None, progress: bool, callback: Callback | None) -> torch.Tensor:
+    device = prior.device
+    batch = y.shape[0]
+    ac = prior.alphas_cumprod
+    abar = [float(ac[t]) for t in ts]
+    t_dev = _timestep_batches(ts, batch, device)
+    z = torch.empty_like(y)
+
+    # Start from the decoded image y0 noised to the first timestep.
+    torch.randn(y.shape, generator=generator, device=device, out=z)
+    x = math.sqrt(abar[0]) * y + math.sqrt(1 - abar[0]) * z
+    steps = len(ts)
+    out = None
+    for i in _progress(steps, progress, "DDRM-JPEG"):
+        eps = prior(x, t_dev[i])
+        x0 = (x - math.sqrt(1 - abar[i]) * eps) / math.sqrt(abar[i])
+        if callback is not None:
+            callback(i, ts[i], x0)
+        # η_b x̃ + (1 - η_b) x̂0 with x̃ = x̂0 - J(x̂0) + y0.
+        guided = x0 + eta_b * (y - op.J(x0).to(torch.float32))
+        if i == steps - 1:
+            out = guided
+            break
+        a_next = abar[i + 1]
+        torch.randn(y.shape, generator=generator, device=device, out=z)
+        x = math.sqrt(a_next) * guided + math.sqrt(1 - a_next) * (eta * z + (1 - eta) * eps)
+    return out.clamp(-1, 1)
