@@ -430,7 +430,7 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
     for note in notes:
         click.echo(f"note: {note}", err=True)
     if rows:
-        _print_scores(rows)
+        _print_scores(rows, "y" if op_name.startswith(("jpeg", "quant")) else "H_pinv(y)")
 
 
 def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], clean: bool, jpeg_file: bool,
@@ -519,9 +519,9 @@ def _score(files: Sequence[Path], idx: Sequence[int], truth, base, result, grey:
     return [(files[i].name, pb[j].item(), sb[j], pr[j].item(), sr[j]) for j, i in enumerate(idx)]
 
 
-def _print_scores(rows: Sequence[tuple]) -> None:
+def _print_scores(rows: Sequence[tuple], baseline: str) -> None:
     width = max(len("image"), *(len(r[0]) for r in rows))
-    click.echo(f"{'image':<{width}}  {'H_pinv(y) PSNR':>14} {'SSIM':>6}  {'DDRM PSNR':>10} {'SSIM':>6}")
+    click.echo(f"{'image':<{width}}  {baseline + ' PSNR':>14} {'SSIM':>6}  {'DDRM PSNR':>10} {'SSIM':>6}")
     for name, pb, sb, pr, sr in rows:
         click.echo(f"{name:<{width}}  {pb:14.2f} {sb:6.3f}  {pr:10.2f} {sr:6.3f}")
     if len(rows) > 1:
