@@ -84,6 +84,7 @@ class BenchConfig:
     batch: int = 1
     grid: int = 4
     device: str | None = None
+    dtype: str = "float32"  # the prior's network dtype: float32, bfloat16, float16 (CUDA)
     reference: bool = False
     metric_weights: Path | None = None
     save_images: bool = False
@@ -398,10 +399,11 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
             from ddrm_kit import load_prior
 
             device = _resolve_device(cfg.device, d)
-            prior = load_prior(cfg.model, device=device)
+            prior = load_prior(cfg.model, device=device, dtype=getattr(torch, cfg.dtype))
         else:
             device = prior.device
             cfg.model = cfg.model or prior.name or "(a Python Prior)"
+            cfg.dtype = str(prior.dtype).removeprefix("torch.")
         lpips_model = _lpips_model(cfg.metric_weights, device) if cfg.metric_weights is not None else None
         task = _Task(cfg.task, device, cfg.sigma_y)
         multiple = task_multiple(cfg.task)
@@ -584,7 +586,7 @@ def _write_outputs(
         "",
         f"- images: {n_images}" + (f" (--limit {cfg.limit})" if cfg.limit else ""),
         f"- preprocessing: {_preprocess_text(cfg)}",
-        f"- prior: `{cfg.model or 'builtin'}`; steps {cfg.steps}, eta {eta}, eta_b {eta_b}, seed {cfg.seed}"
+        f"- prior: `{cfg.model or 'builtin'}` ({cfg.dtype}); steps {cfg.steps}, eta {eta}, eta_b {eta_b}, seed {cfg.seed}"
         " (per image: hash of seed and image index)",
         f"- device: {device.type}, ranks: {world}, batch {cfg.batch}; wall time {wall:.1f} s",
         "- PSNR: per image on the [0, 1]-clamped float output, then averaged (DDRM's way); "
@@ -621,6 +623,7 @@ def _write_outputs(
         "preprocessing": _preprocess_text(cfg),
         "model": cfg.model or "builtin",
         "steps": cfg.steps,
+        "dtype": cfg.dtype,
         "seed": cfg.seed,
         "ranks": world,
         "device": device.type,
@@ -671,6 +674,8 @@ def _command_line() -> str:
 @click.option("--grid", type=int, default=4, show_default=True, help="Images shown in grid.png (0: no grid).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available; under torchrun "
               "cuda:LOCAL_RANK).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="The prior network's dtype (float16 needs CUDA); DDRM's spectral algebra stays float32.")
 @click.option("--reference", is_flag=True, help="Print the published DDRM numbers next to ours.")
 @click.option("--metric-weights", "metric_weights", type=click.Path(path_type=Path), default=None,
               help="Folder with local LPIPS weights (needs the optional `lpips` package); nothing is downloaded.")
@@ -686,7 +691,7 @@ def bench_command(**opts: Any) -> None:
         task=opts["task"], data=opts["data"], out=opts["out"], model=opts["model"], limit=opts["limit"],
         size=opts["size"], crop=opts["crop"], steps=opts["steps"], eta=opts["eta"], eta_b=opts["eta_b"],
         sigma_y=opts["sigma_y"], seed=opts["seed"], batch=opts["batch"], grid=opts["grid"],
-        device=opts["device"], reference=opts["reference"], metric_weights=opts["metric_weights"],
+        device=opts["device"], dtype=opts["dtype"], reference=opts["reference"], metric_weights=opts["metric_weights"],
         save_images=opts["save_images"], progress=not opts["no_progress"], command=_command_line(),
     )
     try:
