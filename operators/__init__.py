@@ -11,6 +11,13 @@ from .identity import Identity
 from .superres import BlockAverage
 from .inpaint import Inpainting
 from .color import Colorization
+from .separable import SeparableSVD
+from .blur import SeparableBlur
+from .bicubic import BicubicDownsample
+from .fourier import CircularBlur
+from .cs import WalshHadamardCS
+from .jpeg import JPEG
+from .quantize import Quantize
 
 __all__ = [
     "DEFAULT_ZERO_TOL",
@@ -27,4 +34,11 @@ __all__ = [
     "BlockAverage",
     "Inpainting",
     "Colorization",
+    "SeparableSVD",
+    "SeparableBlur",
+    "BicubicDownsample",
+    "CircularBlur",
+    "WalshHadamardCS",
+    "JPEG",
+    "Quantize",
 ]

@@ -25,10 +25,6 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _complex_of(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
 class SVDOperator(torch.nn.Module):
     r"""Linear operator :math:`H = U \Sigma V^\top` (:math:`m \times n`, :math:`n = CHW`) given by its SVD.
 
@@ -147,14 +143,9 @@ class SVDOperator(torch.nn.Module):
         return torch.cat([w, w.new_zeros(w.shape[0], extra)], dim=1) if extra else w
 
     def _buf(self, name: str, ref: torch.Tensor) -> torch.Tensor:
-        """Buffer ``name`` on ``ref``'s device and (floating/complex) dtype, converted at most once."""
+        """Buffer ``name`` on ``ref``'s device (and floating dtype, if both are floating), converted once."""
         t = getattr(self, name)
-        if t.is_complex():
-            dtype = _complex_of(ref.dtype)
-        elif t.is_floating_point():
-            dtype = ref.dtype
-        else:
-            dtype = t.dtype
+        dtype = ref.dtype if t.is_floating_point() and ref.is_floating_point() else t.dtype
         if t.device == ref.device and t.dtype == dtype:
             return t
         key = (name, ref.device, dtype)

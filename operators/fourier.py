@@ -1,0 +1,133 @@
+"""Deblurring with any 2-D kernel and circular boundary, diagonalised by a real Fourier basis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator
+from .registry import register
+
+
+def _real_fourier_maps(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Index maps between the ``(h, w//2+1, 2)`` real view of ``rfft2`` and real orthonormal coordinates.
+
+    Returns ``rep`` (flat rfft-grid entry of each real coordinate), ``scale`` (1 or √2),
+    ``freq`` (flat rfft-grid cell whose eigenvalue the coordinate carries), and for every real
+    entry of the grid the coordinate it is rebuilt from (``src``) with its factor (``coef``).
+    """
+    wr = w // 2 + 1
+    special = {0} | ({w // 2} if w % 2 == 0 else set())  # columns holding their own conjugates
+    rep, scale, freq = [], [], []
+    src = np.zeros((h, wr, 2), dtype=np.int64)
+    coef = np.zeros((h, wr, 2))
+    r2 = np.sqrt(2.0)
+    for k2 in range(wr):
+        for k1 in range(h):
+            cell = k1 * wr + k2
+            conj = (-k1) % h
+            if k2 in special and conj < k1:
+                continue  # filled from its representative below
+            if k2 in special and conj == k1:  # self-conjugate: real eigen-coordinate, imag part is 0
+                src[k1, k2, 0], coef[k1, k2, 0] = len(rep), 1.0
+                rep.append(2 * cell), scale.append(1.0), freq.append(cell)
+                continue
+            re, im = len(rep), len(rep) + 1
+            rep += [2 * cell, 2 * cell + 1]
+            scale += [r2, r2]
+            freq += [cell, cell]
+            src[k1, k2] = (re, im)
+            coef[k1, k2] = (1 / r2, 1 / r2)
+            if k2 in special:  # X[-k1, k2] = conj(X[k1, k2])
+                src[conj, k2] = (re, im)
+                coef[conj, k2] = (1 / r2, -1 / r2)
+    return np.array(rep), np.array(scale), np.array(freq), src.reshape(-1), coef.reshape(-1)
+
+
+class CircularBlur(SVDOperator):
+    r"""Circular convolution :math:`y_c = k \circledast x_c` with any 2-D kernel (true convolution,
+    kernel centre at index ``(K_h//2, K_w//2)``; a kernel larger than the image wraps around).
+
+    Circulant :math:`H = F^* \mathrm{diag}(\lambda) F`, :math:`\lambda = \mathrm{DFT}(k)`. In the real
+    orthonormal Fourier basis (per frequency pair :math:`\pm f`: :math:`\sqrt2\,\mathrm{Re}\,\hat x_f`,
+    :math:`\sqrt2\,\mathrm{Im}\,\hat x_f` with the unitary DFT; one real coordinate for the
+    self-conjugate DC/Nyquist frequencies) :math:`H` acts on each pair as :math:`|\lambda_f|\,R(\arg\lambda_f)`,
+    so ``V`` = that basis, :math:`s = |\lambda_f|` and ``U = V R`` (``±1`` for self-conjugate ones).
+    Coordinates are sorted by decreasing singular value (index ``rank * C + c``); ``m = n``; ``y``
+    is an image of the same shape. Any ``H, W`` (odd included); cost two FFTs and a gather.
+    """
+
+    observation_kind = "image"
+
+    def __init__(self, image_shape: Sequence[int], kernel: Any, zero_tol: float = DEFAULT_ZERO_TOL) -> None:
+        super().__init__(image_shape, image_shape, zero_tol)
+        c, h, w = self.image_shape
+        k = np.asarray(kernel.detach().cpu() if isinstance(kernel, torch.Tensor) else kernel, dtype=np.float64)
+        if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all():
+            raise OperatorError(f"deblur needs kernel=<2-D array of finite numbers>, got shape {k.shape}")
+        kk = np.zeros((h, w))
+        t1, t2 = np.meshgrid(np.arange(k.shape[0]), np.arange(k.shape[1]), indexing="ij")
+        np.add.at(kk, ((t1 - k.shape[0] // 2) % h, (t2 - k.shape[1] // 2) % w), k)
+        lam = np.fft.fft2(kk)
+        lam = 0.5 * (lam + np.conj(np.roll(lam[::-1, ::-1], (1, 1), axis=(0, 1))))  # exactly Hermitian
+        lam = lam[:, : w // 2 + 1]
+        rep, scale, freq, src, coef = _real_fourier_maps(h, w)
+        mag = np.abs(lam).reshape(-1)
+        order = np.argsort(-mag[freq], kind="stable")
+        rank = np.argsort(order)  # unsorted coordinate -> its sorted position
+        phase = np.where(np.abs(lam) > 0, lam / np.where(np.abs(lam) > 0, np.abs(lam), 1.0), 1.0)
+        selfconj = np.zeros(lam.shape, dtype=bool)
+        for k1 in {0, h // 2} if h % 2 == 0 else {0}:
+            for k2 in {0, w // 2} if w % 2 == 0 else {0}:
+                selfconj[k1, k2] = True
+        phase[selfconj] = np.where(lam[selfconj].real < 0, -1.0, 1.0)  # real ±1 where λ is real
+        self.kernel = k
+        self.register_buffer("_gather", torch.from_numpy(rep[order]))
+        self.register_buffer("_scale", torch.from_numpy(scale[order]))
+        self.register_buffer("_src", torch.from_numpy(rank[src]))
+        self.register_buffer("_coef", torch.from_numpy(coef))
+        # stored as a real (..., 2) view: Module.to(dtype) would drop the imaginary part of a complex buffer
+        self.register_buffer("_phase", torch.view_as_real(torch.from_numpy(np.ascontiguousarray(phase))).clone())
+        self._set_singulars(torch.from_numpy(np.repeat(mag[freq][order], c)))
+
+    def _coords(self, spec: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Complex ``rfft2`` grid ``(B, C, H, W//2+1)`` -> real coordinates ``(B, n)``."""
+        b, c = spec.shape[:2]
+        flat = torch.view_as_real(spec).reshape(b, c, -1)
+        t = flat.index_select(2, self._buf("_gather", ref)) * self._buf("_scale", ref)
+        return t.transpose(1, 2).reshape(b, -1)
+
+    def _grid(self, z: torch.Tensor) -> torch.Tensor:
+        """Real coordinates ``(B, n)`` -> complex ``rfft2`` grid (conjugate cells filled in)."""
+        b, (c, h, w) = z.shape[0], self.image_shape
+        t = z.reshape(b, -1, c).transpose(1, 2).index_select(2, self._buf("_src", z)) * self._buf("_coef", z)
+        return torch.view_as_complex(t.reshape(b, c, h, w // 2 + 1, 2))
+
+    def Vt(self, x: torch.Tensor) -> torch.Tensor:
+        return self._coords(torch.fft.rfft2(x, norm="ortho"), x)
+
+    def V(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(self._grid(z), s=self.image_shape[1:], norm="ortho")
+
+    def Ut(self, y: torch.Tensor) -> torch.Tensor:
+        return self._coords(torch.fft.rfft2(y, norm="ortho") * torch.view_as_complex(self._buf("_phase", y)).conj(), y)
+
+    def U(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(self._grid(w) * torch.view_as_complex(self._buf("_phase", w)), s=self.image_shape[1:], norm="ortho")
+
+
+@register(
+    "deblur",
+    params={
+        "kernel": "required: 2-D blur kernel (array/tensor), e.g. a motion-blur PSF",
+        "zero_tol": f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros",
+    },
+    description="deblurring with any 2-D kernel, circular boundary (Fourier SVD)",
+)
+def _deblur(image_shape: tuple[int, int, int], kernel: Any = None, zero_tol: float = DEFAULT_ZERO_TOL) -> CircularBlur:
+    if kernel is None:
+        raise OperatorError("deblur needs kernel=<2-D array>, e.g. a motion-blur PSF that sums to 1")
+    return CircularBlur(image_shape, kernel, zero_tol)
