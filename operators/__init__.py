@@ -16,8 +16,6 @@ from .blur import SeparableBlur
 from .bicubic import BicubicDownsample
 from .fourier import CircularBlur
 from .cs import WalshHadamardCS
-from .jpeg import JPEG
-from .quantize import Quantize
 
 __all__ = [
     "DEFAULT_ZERO_TOL",
@@ -39,6 +37,4 @@ __all__ = [
     "BicubicDownsample",
     "CircularBlur",
     "WalshHadamardCS",
-    "JPEG",
-    "Quantize",
 ]
