@@ -142,6 +142,34 @@ def test_degrade_then_solve_round_trip_inpainting_with_mask(tmp_path, tiny_model
     assert err.max() <= 6 and err.mean() < 2
 
 
+def test_degrade_to_a_real_jpeg_then_solve_with_its_tables(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 16, 24)
+    r = _ok(_run("degrade", "--op", "jpeg10", gt, "-o", tmp_path / "c.jpg"))
+    assert "ddrm solve --op jpeg" in r.stdout
+    with Image.open(tmp_path / "c.jpg") as im:
+        assert im.format == "JPEG" and im.size == (24, 16)
+    _ok(_run("solve", "--op", "jpeg", "--average", 2, "--model", tiny_model, "--steps", 2, "--no-progress",
+             tmp_path / "c.jpg", "-o", tmp_path / "r.png"))
+    assert _size(tmp_path / "r.png") == ((24, 16), "RGB")
+
+
+def test_jpeg_file_is_restored_in_stored_order_and_turned_upright(tmp_path, tiny_model):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers rotate it 90 degrees clockwise
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(
+        tmp_path / "o.jpg", quality=30, exif=exif)
+    _ok(_run("solve", "--op", "jpeg", "--model", tiny_model, "--steps", 2, "--no-progress", tmp_path / "o.jpg",
+             "-o", tmp_path / "r.png"))
+    assert _size(tmp_path / "r.png") == ((16, 24), "RGB")
+
+
+def test_clean_jpeg_scores_against_the_decoded_jpeg(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 16, 16)
+    r = _ok(_run("solve", "--op", "jpeg20", "--clean", "--model", tiny_model, "--steps", 2, "--no-progress", gt,
+                 "-o", tmp_path / "r.png"))
+    assert "y PSNR" in r.stdout
+
+
 def test_sample_writes_n_images(tmp_path, tiny_model):
     r = _ok(_run("sample", "--model", tiny_model, "-n", 3, "--size", 8, 12, "--steps", 2, "--batch-size", 2,
                  "--no-progress", "-o", tmp_path / "s"))
@@ -260,6 +288,16 @@ def test_error_fp16_on_cpu(case):
 def test_error_vector_observation_needs_clean(case):
     img, out, run = case
     _fails(run("--op", "cs4", img, "-o", out / "o.png"), "--clean")
+
+
+def test_error_jpeg_op_on_a_png(case):
+    img, out, run = case
+    _fails(run("--op", "jpeg", img, "-o", out / "o.png"), "not a JPEG")
+
+
+def test_error_noise_with_a_codec(case):
+    img, out, run = case
+    _fails(run("--op", "jpeg10", "--clean", "--sigma-y", 0.1, img, "-o", out / "o.png"), "--sigma-y")
 
 
 def test_degrade_refuses_to_overwrite_its_input(tmp_path):
