@@ -159,7 +159,7 @@ def test_sr_bicubic_matches_pil_interior(k: int) -> None:
     torch.testing.assert_close(ours[2:-2, 2:-2], torch.from_numpy(np.array(ref))[2:-2, 2:-2].double(), atol=1e-5, rtol=0)
 
 
-def _shift_invariant_interior(op, shape: tuple[int, int, int], margin: int) -> None:
+def _shift_invariant_interior(op, shape: tuple[int, int, int]) -> None:
     """A centred bump shifted by (1, 2) gives the shifted blurred bump (support away from the borders)."""
     x = torch.zeros(1, *shape, dtype=torch.float64)
     x[..., shape[1] // 2 - 1 : shape[1] // 2 + 1, shape[2] // 2 - 2 : shape[2] // 2 + 1] = torch.randn(shape[0], 2, 3, dtype=torch.float64)
@@ -176,7 +176,7 @@ def test_separable_blur_is_conv2d(name: str) -> None:
     x = torch.randn(2, *shape, dtype=torch.float64)
     ref = F.conv2d(x, k2d.expand(3, 1, *k2d.shape), padding="same", groups=3)
     torch.testing.assert_close(op.H(x), ref)
-    _shift_invariant_interior(op, shape, 5)
+    _shift_invariant_interior(op, shape)
     s = op.singulars()
     assert bool((s[:-1] >= s[1:]).all()) and op.m == op.n  # sorted: measured entries first
 
