@@ -1,0 +1,188 @@
+"""Priors: Prior wrapping, load_prior on tiny save_pretrained UNets, padding, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+import ddrm_kit.prior as prior_mod
+from ddrm_kit import Prior, load_prior
+from ddrm_kit.errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny networks: multi-threaded kernels only add contention on the shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_unet(out_channels: int = 3, blocks: int = 2, seed: int = 0) -> UNet2DModel:
+    torch.manual_seed(seed)  # diffusers initialises weights from the global generator
+    return UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=out_channels, layers_per_block=1,
+        block_out_channels=(8, 16, 16)[:blocks], norm_num_groups=4,
+        down_block_types=("DownBlock2D",) * blocks, up_block_types=("UpBlock2D",) * blocks,
+    ).eval()
+
+
+def save(folder, unet: UNet2DModel, scheduler: DDPMScheduler, layout: str) -> None:
+    if layout == "root":
+        unet.save_pretrained(folder)
+        scheduler.save_pretrained(folder)
+    else:  # a DDPMPipeline folder: model_index.json + unet/ + scheduler/
+        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
+
+
+def test_prior_wraps_callable():
+    ac = torch.linspace(0.99, 0.01, 10, dtype=torch.float32)
+    p = Prior(lambda x, t: x.double() * 0 + t.view(-1, 1, 1, 1), ac)
+    assert p.alphas_cumprod.dtype == torch.float64 and p.num_train_timesteps == 10
+    assert p.device == torch.device("cpu") and p.dtype == torch.float32
+    out = p(torch.zeros(2, 3, 4, 4), torch.tensor([3, 5]))
+    assert out.dtype == torch.float32 and out[1, 0, 0, 0] == 5
+    assert p(torch.zeros(1, 3, 2, 2), 7)[0, 0, 0, 0] == 7  # an int t is broadcast to (B,)
+    for bad in ([], [0.5, 0.0], [1.5]):
+        with pytest.raises(DDRMError, match="alphas_cumprod"):
+            Prior(lambda x, t: x, bad)
+    with pytest.raises(DDRMError, match="callable"):
+        Prior(None, [0.5])
+
+
+@pytest.mark.parametrize("layout", ["root", "pipeline"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_load_save_pretrained_converts_to_epsilon(tmp_path, layout, prediction_type):
+    unet = tiny_unet()
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    save(tmp_path, unet, scheduler, layout)
+    prior = load_prior(tmp_path, device="cpu")
+    assert prior.num_train_timesteps == 100 and prior.channels == 3 and prior.device.type == "cpu"
+    ac = scheduler.alphas_cumprod.double()
+    assert torch.allclose(prior.alphas_cumprod, ac, rtol=1e-5)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 90])
+    with torch.no_grad():
+        raw = unet(x, t).sample
+        eps = prior(x, t)
+    a = ac.float()[t].view(-1, 1, 1, 1)
+    expected = {
+        "epsilon": raw,
+        "v_prediction": a.sqrt() * raw + (1 - a).sqrt() * x,
+        "sample": (x - a.sqrt() * raw) / (1 - a).sqrt(),
+    }[prediction_type]
+    assert eps.dtype == torch.float32 and torch.allclose(eps, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_beta_schedules(tmp_path, schedule):
+    scheduler = DDPMScheduler(num_train_timesteps=50, beta_schedule=schedule)
+    save(tmp_path, tiny_unet(), scheduler, "root")
+    prior = load_prior(tmp_path, device="cpu")
+    assert torch.allclose(prior.alphas_cumprod, scheduler.alphas_cumprod.double(), rtol=1e-5)
+
+
+def test_learned_sigma_keeps_epsilon_channels(tmp_path):
+    unet = tiny_unet(out_channels=6)
+    save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20, variance_type="learned_range"), "root")
+    prior = load_prior(tmp_path, device="cpu")
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(prior(x, torch.tensor([5])), unet(x, torch.tensor([5])).sample[:, :3], atol=1e-6)
+
+
+def test_odd_sizes_are_reflect_padded_and_cropped(tmp_path):
+    unet = tiny_unet(blocks=3)  # takes multiples of 4
+    save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20), "root")
+    prior = load_prior(tmp_path, device="cpu")
+    x = torch.randn(2, 3, 7, 5)
+    t = torch.tensor([3, 4])
+    eps = prior(x, t)
+    assert eps.shape == x.shape
+    # 7 -> 8 rows (0 above, 1 below), 5 -> 8 columns (1 left, 2 right), reflected.
+    padded = torch.nn.functional.pad(x, (1, 2, 0, 1), mode="reflect")
+    with torch.no_grad():
+        assert torch.allclose(eps, unet(padded, t).sample[:, :, 0:7, 1:6], atol=1e-5)
+    # Too small to reflect: replicate instead, and still crop back.
+    tiny = torch.randn(1, 3, 1, 2)
+    assert prior(tiny, torch.tensor([1])).shape == tiny.shape
+
+
+def test_default_device_dtype_and_fp16_needs_cuda(tmp_path):
+    save(tmp_path, tiny_unet(), DDPMScheduler(num_train_timesteps=20), "root")
+    prior = load_prior(str(tmp_path))
+    assert prior.device.type == ("cuda" if torch.cuda.is_available() else "cpu") and prior.dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(DDRMError, match="CUDA"):
+            load_prior(tmp_path, dtype=torch.float16)
+        with pytest.raises(DDRMError, match="CUDA"):
+            load_prior(tmp_path, device="cuda")
+    bf16 = load_prior(tmp_path, device="cpu", dtype=torch.bfloat16)
+    assert bf16(torch.randn(1, 3, 8, 8), torch.tensor([3])).dtype == torch.float32
+
+
+def test_missing_local_path(tmp_path):
+    for missing in (tmp_path / "nope", "./no/such/model", "~/no-such-ddrm-model"):
+        with pytest.raises(ModelNotFoundError) as err:
+            load_prior(missing, device="cpu")
+        assert isinstance(err.value, FileNotFoundError) and "\n" not in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="config.json"):
+        load_prior(tmp_path / "empty", device="cpu")
+
+
+def test_builtin_prior_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(prior_mod, "BUILTIN_DIR", tmp_path)
+    for name in (None, "builtin"):
+        with pytest.raises(ModelNotFoundError, match="built-in prior is not installed"):
+            load_prior(name, device="cpu")
+
+
+def test_builtin_prior_loads_from_its_folder(tmp_path, monkeypatch):
+    save(tmp_path, tiny_unet(), DDPMScheduler(num_train_timesteps=20), "root")
+    monkeypatch.setattr(prior_mod, "BUILTIN_DIR", tmp_path)
+    assert load_prior(device="cpu").name == "the built-in prior"
+
+
+def test_offline_hub_id_names_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(HubUnavailableError) as err:
+        load_prior("ddrm-kit-tests/no-such-model", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and "HF_HUB_OFFLINE" in msg and "local" in msg and "built-in" in msg
+    assert isinstance(err.value, DDRMError)
+
+
+def _write_json(path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ({"model_index.json": {"_class_name": "LDMPipeline", "vqvae": ["diffusers", "VQModel"]}}, "latent"),
+        ({"model_index.json": {"_class_name": "ConsistencyModelPipeline"}}, "consistency"),
+        ({"config.json": {"_class_name": "UNet2DConditionModel", "in_channels": 4},
+          "scheduler_config.json": {"beta_schedule": "linear"}}, "conditional"),
+        ({"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10},
+          "scheduler_config.json": {"beta_schedule": "linear"}}, "class-conditional"),
+        ({"config.json": {"_class_name": "UNet2DModel"},
+          "scheduler_config.json": {"_class_name": "CMStochasticIterativeScheduler", "sigma_min": 0.002}},
+         "consistency"),
+        ({"config.json": {"_class_name": "UNet2DModel"}}, "scheduler_config.json"),
+        ({"config.json": {"_class_name": "UNet2DModel"},
+          "scheduler_config.json": {"beta_schedule": "linear", "prediction_type": "flow"}}, "prediction_type"),
+    ],
+)
+def test_unsupported_checkpoints(tmp_path, files, match):
+    for name, data in files.items():
+        _write_json(tmp_path / name, data)
+    with pytest.raises(UnsupportedModelError, match=match) as err:
+        load_prior(tmp_path, device="cpu")
+    assert "\n" not in str(err.value)
