@@ -16,6 +16,8 @@ from .blur import SeparableBlur
 from .bicubic import BicubicDownsample
 from .fourier import CircularBlur
 from .cs import WalshHadamardCS
+from .jpeg import JPEG
+from .quantize import Quantize
 
 __all__ = [
     "DEFAULT_ZERO_TOL",
@@ -37,4 +39,6 @@ __all__ = [
     "BicubicDownsample",
     "CircularBlur",
     "WalshHadamardCS",
+    "JPEG",
+    "Quantize",
 ]
