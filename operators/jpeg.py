@@ -515,7 +515,9 @@ def _read_jpeg_params(path: str | os.PathLike) -> dict:
         except (KeyError, IndexError):
             raise OperatorError(f"{name}: its quantisation tables cannot be read; re-save it as a baseline .jpg") from None
         if img.layers == 3:
-            sampling = _PIL_SAMPLING.get(JpegImagePlugin.get_sampling(img))
+            # Equal factors in every component (e.g. all 2x2) decode exactly as 4:4:4.
+            same = len({layer[1:3] for layer in img.layer}) == 1
+            sampling = "4:4:4" if same else _PIL_SAMPLING.get(JpegImagePlugin.get_sampling(img))
             if sampling is None:
                 factors = ", ".join(f"{h}x{v}" for _, h, v, _ in img.layer)
                 raise OperatorError(f"{name}: chroma sampling factors {factors} are not supported; use 4:4:4, 4:2:2 or 4:2:0")

@@ -174,6 +174,21 @@ def test_from_file_reads_tables_sampling_and_grey(tmp_path: Path) -> None:
     Image.fromarray(_texture(12, 7, 1)[..., 0]).save(grey, quality=33)
     g = JPEG.from_file(grey)
     assert g.image_shape == (1, 12, 7) and torch.equal(g.quant_tables[0], quality_tables(33)[0])
+    # Frame headers with other sampling factors (only the header is read): all 2x2 is 4:4:4, 4:4:0 is refused.
+    base = tmp_path / "444.jpg"
+    Image.fromarray(_texture(16, 16, 3)).save(base, quality=50, subsampling=0)
+    for factors, expect in [((0x22, 0x22, 0x22), "4:4:4"), ((0x12, 0x11, 0x11), None)]:
+        data = bytearray(base.read_bytes())
+        sof = data.index(b"\xff\xc0")
+        for k, f in enumerate(factors):
+            data[sof + 11 + 3 * k] = f
+        patched = tmp_path / f"sampling{factors[0]}.jpg"
+        patched.write_bytes(bytes(data))
+        if expect is None:
+            with pytest.raises(OperatorError, match="sampling factors 1x2, 1x1, 1x1 are not supported"):
+                JPEG.from_file(patched)
+        else:
+            assert JPEG.from_file(patched).subsampling == expect
 
 
 def test_from_file_rejects_what_it_cannot_model(tmp_path: Path) -> None:
