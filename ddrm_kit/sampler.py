@@ -70,7 +70,7 @@ def ddrm(
     eta: float | None = None,
     eta_b: float | None = None,
     sigma_y: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     progress: bool = True,
     callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -80,7 +80,9 @@ def ddrm(
     codec, ``y`` = the decoded image. ``eta``/``eta_b`` default to 0.85/1.0 (linear) and 1.0/0.4
     (codec). Runs exactly ``steps`` prior evaluations and returns the last clean-image prediction
     (the codec path adds ``eta_b (y - J(x̂0))``), clamped to [-1, 1], shape (B, *op.image_shape).
-    ``callback(step_index, t, x0_pred)`` sees every intermediate prediction.
+    ``callback(step_index, t, x0_pred)`` sees every intermediate prediction. ``generator`` is one
+    ``torch.Generator`` for the batch or a list of one per image (then each image's result does not
+    depend on the batch it is in).
     """
     from operators.codec import CodecOperator
 
@@ -104,10 +106,14 @@ def ddrm(
             f"the prior works on {prior.channels}-channel images but the operator on {image_shape[0]}-channel "
             "ones: build the operator for the prior's channel count")
     device = prior.device
-    if generator is not None and generator.device.type != device.type:
-        raise DDRMError(
-            f"generator is on {generator.device} but the prior runs on {device}: "
-            f"pass torch.Generator(device='{device.type}')")
+    gens = generator if isinstance(generator, (list, tuple)) else [generator]
+    if isinstance(generator, (list, tuple)) and len(generator) != y.shape[0]:
+        raise DDRMError(f"got {len(generator)} generators for a batch of {y.shape[0]}: pass one per image, or one")
+    for g in gens:
+        if g is not None and g.device.type != device.type:
+            raise DDRMError(
+                f"generator is on {g.device} but the prior runs on {device}: "
+                f"pass torch.Generator(device='{device.type}')")
     t_start = max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps)) if codec else None
     ts = timesteps(steps, prior.num_train_timesteps, t_start)
     _to_device(op, device)
@@ -115,6 +121,16 @@ def ddrm(
     with torch.no_grad():
         run = _run_codec if codec else _run_linear
         return run(prior, op, y, ts, eta, eta_b, sigma_y, generator, progress, callback)
+
+
+def _randn(out: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+    """Fill ``out`` with N(0, 1) from one generator, or row by row from one generator per image
+    (diffusers' convention), so that an image's noise does not depend on the batch it is in."""
+    if isinstance(generator, (list, tuple)):
+        for row, g in zip(out, generator):
+            torch.randn(row.shape, generator=g, device=out.device, out=row)
+        return out
+    return torch.randn(out.shape, generator=generator, device=out.device, out=out)
 
 
 def _progress(steps: int, progress: bool, desc: str):
@@ -129,7 +145,8 @@ def _timestep_batches(ts: list[int], batch: int, device: torch.device) -> torch.
 
 
 def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
-                generator: torch.Generator | None, progress: bool, callback: Callback | None) -> torch.Tensor:
+                generator: torch.Generator | list[torch.Generator] | None, progress: bool,
+                callback: Callback | None) -> torch.Tensor:
     device = prior.device
     batch = y.shape[0]
     n = math.prod(op.image_shape)
@@ -154,7 +171,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
     z = torch.empty(batch, n, device=device)
 
     # Initialisation at σ_T: measured entries start at ȳ plus the noise missing from y.
-    torch.randn(batch, n, generator=generator, device=device, out=z)
+    _randn(z, generator)
     sig_t = sig[0]
     start_obs = observed & (s * sig_t > sigma_y)
     init_std = torch.where(start_obs, (sig_t * sig_t - noise_var).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
@@ -176,7 +193,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
         # Vᵀ ε̂ without a second transform: V(x̄) = x0 + σ ε̂ and V is orthogonal.
         epsbar = (xbar - x0bar) / sig[i]
         sn = sig[i + 1]
-        torch.randn(batch, n, generator=generator, device=device, out=z)
+        _randn(z, generator)
         resid = ybar - x0bar
         null_step = sn * (c_eps * epsbar + eta * z)
         if sigma_y == 0.0:
@@ -194,7 +211,8 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
 
 
 def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
-               generator: torch.Generator | None, progress: bool, callback: Callback | None) -> torch.Tensor:
+               generator: torch.Generator | list[torch.Generator] | None, progress: bool,
+               callback: Callback | None) -> torch.Tensor:
     device = prior.device
     batch = y.shape[0]
     ac = prior.alphas_cumprod
@@ -203,7 +221,7 @@ def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta
     z = torch.empty_like(y)
 
     # Start from the decoded image y0 noised to the first timestep.
-    torch.randn(y.shape, generator=generator, device=device, out=z)
+    _randn(z, generator)
     x = math.sqrt(abar[0]) * y + math.sqrt(1 - abar[0]) * z
     steps = len(ts)
     out = None
@@ -218,6 +236,6 @@ def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta
             out = guided
             break
         a_next = abar[i + 1]
-        torch.randn(y.shape, generator=generator, device=device, out=z)
+        _randn(z, generator)
         x = math.sqrt(a_next) * guided + math.sqrt(1 - a_next) * (eta * z + (1 - eta) * eps)
     return out.clamp(-1, 1)

@@ -145,6 +145,18 @@ def test_bench_rows_match_metrics_computed_directly(tmp_path):
     assert "images: 3" in summary
 
 
+def test_batch_size_does_not_change_the_rows(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16), (16, 16), (24, 16), (16, 16), (16, 16)])
+    runs = []
+    for batch in (1, 3):
+        cfg = BenchConfig(task="sr2", data=data, out=tmp_path / f"b{batch}", sigma_y=0.05, steps=3, batch=batch,
+                          progress=False)
+        run_bench(cfg, prior=_gaussian_prior())
+        runs.append(_without_times(_read_csv(tmp_path / f"b{batch}" / "per_image.csv")))
+    assert runs[0] == runs[1]
+
+
 def test_deno_with_an_oracle_prior_recovers_the_image_and_scores_the_observation(tmp_path):
     data = tmp_path / "data"
     (path,) = _write_images(data, [(24, 16)], seed=3)
