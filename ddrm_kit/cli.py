@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ddrm_kit.bench import bench_command
+from ddrm_kit.errors import DDRMError
 from ddrm_kit.train import train_command
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def _plan_outputs(inputs: Sequence[Path], several: bool, output: str | None, tag
         else:
             raise ImageFileError(f"{out}: outputs are written as PNG (lossless); give a .png file name or a folder")
     seen: dict[Path, Path] = {}
-    for src, out in zip(inputs, outs):
+    for src, out in zip(inputs, outs, strict=True):
         if out.resolve() in seen:
             raise ImageFileError(f"{seen[out.resolve()]} and {src} would both be written to {out}: rename one input")
         seen[out.resolve()] = src
@@ -218,8 +219,6 @@ def _op_params(op_name: str, params: Sequence[str], mask: str | None, kernel: st
 
 
 def _check_fits(params: dict[str, Any], image_shape: tuple[int, int, int], src: Path) -> None:
-    from ddrm_kit.errors import DDRMError
-
     _, h, w = image_shape
     m = params.get("mask")
     if m is not None and tuple(m.shape) != (h, w):
@@ -256,6 +255,12 @@ def _is_codec(op: Any) -> bool:
     return isinstance(op, CodecOperator)
 
 
+def _check_codec_noise(op: Any, sigma_y: float) -> None:
+    """JPEG/quantisation observations are deterministic: measurement noise has no meaning there."""
+    if sigma_y and _is_codec(op):
+        raise DDRMError("--sigma-y does not apply to jpeg/quant operators: drop it")
+
+
 # ---------------------------------------------------------------------------------------------
 # Prior, device, batches
 
@@ -263,9 +268,12 @@ def _is_codec(op: Any) -> bool:
 def _load_prior(model: str | None, device: str | None, fp16: bool):
     import torch
 
-    from ddrm_kit.errors import DDRMError
+    from diffusers.utils import logging as diffusers_logging
+
     from ddrm_kit.prior import load_prior
 
+    # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
+    diffusers_logging.set_verbosity_error()
     if fp16:
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if dev.type != "cuda":
@@ -300,8 +308,6 @@ def _run_ddrm(prior, op, y, steps: int, eta: float | None, eta_b: float | None, 
 
 def _fit_channels(x: "torch.Tensor", prior_channels: int | None, label: str, notes: list[str]) -> "torch.Tensor":
     """Grey input for a colour prior: replicate to 3 channels (the result is turned back to grey)."""
-    from ddrm_kit.errors import DDRMError
-
     c = x.shape[1]
     if prior_channels is None or c == prior_channels:
         return x
@@ -438,8 +444,6 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
     """(operator, y) for a batch of inputs ``xs``; ``noise_gen`` None means a dry run (no noise drawn)."""
     import torch
 
-    from ddrm_kit.errors import DDRMError
-
     if jpeg_file:
         import operators
 
@@ -449,16 +453,14 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
         return operators.JPEG.from_file(src), xs
     if not clean:
         op, y, _ = _observation(op_name, xs, params, prior_channels, src, label, notes)
-        if _is_codec(op) and sy:
-            raise DDRMError("--sigma-y does not apply to jpeg/quant operators: drop it")
+        _check_codec_noise(op, sy)
         return op, y
     x_true = _fit_channels(xs, prior_channels, label, notes)
     image_shape = tuple(x_true.shape[1:])
     _check_fits(params, image_shape, src)
     op = _make_operator(op_name, image_shape, params)
+    _check_codec_noise(op, sy)
     if _is_codec(op):
-        if sy:
-            raise DDRMError("--sigma-y does not apply to jpeg/quant operators: drop it")
         return op, op.J(x_true)
     y = op.H(x_true)
     if sy and noise_gen is not None:
@@ -470,8 +472,6 @@ def _observation(op_name: str, xs: "torch.Tensor", params: dict[str, Any], prior
                  src: Path, label: str, notes: list[str]):
     """(operator, y, image_shape) for observation images ``xs`` given to `solve`."""
     import torch
-
-    from ddrm_kit.errors import DDRMError
 
     obs_shape = tuple(xs.shape[1:])
     c = obs_shape[0]
@@ -550,7 +550,6 @@ def degrade(op_name: str, sigma_y: float, seed: int, mask: str | None, kernel: s
     """
     import torch
 
-    from ddrm_kit.errors import DDRMError
     from ddrm_kit.imageio import ImageFileError, load_image_with_info, save_image
 
     src = Path(clean_image)
@@ -563,9 +562,8 @@ def degrade(op_name: str, sigma_y: float, seed: int, mask: str | None, kernel: s
     image_shape = tuple(x.shape[1:])
     _check_fits(op_params, image_shape, src)
     op = _make_operator(op_name, image_shape, op_params)
+    _check_codec_noise(op, sigma_y)
     if _is_codec(op):
-        if sigma_y:
-            raise DDRMError("--sigma-y does not apply to jpeg/quant operators: drop it")
         if out.suffix.lower() in (".jpg", ".jpeg"):
             quality = re.fullmatch(r"jpeg(\d+)", op_name)
             if quality is None:
