@@ -187,6 +187,35 @@ def test_reference_lists_only_verified_numbers_and_marks_the_noise_level():
 # ---------------------------------------------------------------------------------- CLI and scale-out
 
 
+def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str) -> None:
+    """One rank of a gloo group (file:// rendezvous), as a launcher such as accelerate would set it up."""
+    import torch.distributed as dist
+
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = BenchConfig(task="sr2", data=Path(data), out=Path(out), sigma_y=0.05, steps=3, seed=5, progress=False)
+        run_bench(cfg, prior=_gaussian_prior())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_shard_and_gather_the_same_rows(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16), (24, 16), (16, 16)])
+    cfg = BenchConfig(task="sr2", data=data, out=tmp_path / "one", sigma_y=0.05, steps=3, seed=5, progress=False)
+    run_bench(cfg, prior=_gaussian_prior())
+    torch.multiprocessing.spawn(
+        _gloo_rank, args=(2, str(tmp_path / "rdzv"), str(data), str(tmp_path / "two")), nprocs=2, join=True
+    )
+    one = _read_csv(tmp_path / "one" / "per_image.csv")
+    two = _read_csv(tmp_path / "two" / "per_image.csv")
+    assert len(one) == 3 * 3
+    assert _without_times(one) == _without_times(two)
+    assert "ranks: 2" in (tmp_path / "two" / "summary.md").read_text()
+
+
 def _tiny_unet_folder(folder: Path) -> Path:
     from diffusers import DDPMScheduler, UNet2DModel
 
