@@ -47,6 +47,8 @@ class Colorization(SVDOperator):
         basis = _colour_basis(wts)
         self.register_buffer("_basis", torch.from_numpy(basis))  # rows = spectral directions
         self.register_buffer("_basis_t", torch.from_numpy(np.ascontiguousarray(basis.T)))
+        self.register_buffer("_weights", torch.from_numpy(wts).reshape(1, 3, 1, 1))
+        self.register_buffer("_pinv_weights", torch.from_numpy(wts / np.dot(wts, wts)).reshape(1, 3, 1, 1))
         self._set_singulars(torch.full((h * w,), float(np.linalg.norm(wts)), dtype=torch.float64))
 
     def Vt(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +63,22 @@ class Colorization(SVDOperator):
 
     def Ut(self, y: torch.Tensor) -> torch.Tensor:
         return y.reshape(y.shape[0], -1)
+
+    # Closed forms of U diag(s) Vᵀ (one singular value |w| per pixel, no truncation).
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_c w_c x_c``."""
+        self._check(x, self.image_shape, "image")
+        return (x * self._buf("_weights", x)).sum(dim=1, keepdim=True)
+
+    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+        """``w_c y`` per channel."""
+        self._check(y, self.measurement_shape, "measurement")
+        return y * self._buf("_weights", y)
+
+    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``w_c y / |w|²`` per channel."""
+        self._check(y, self.measurement_shape, "measurement")
+        return y * self._buf("_pinv_weights", y)
 
 
 @register(

@@ -15,36 +15,35 @@ from .registry import register
 def _real_fourier_maps(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Index maps between the ``(h, w//2+1, 2)`` real view of ``rfft2`` and real orthonormal coordinates.
 
-    Returns ``rep`` (flat rfft-grid entry of each real coordinate), ``scale`` (1 or √2),
+    Returns ``rep`` (flat real-view entry read by each real coordinate), ``scale`` (1 or √2),
     ``freq`` (flat rfft-grid cell whose eigenvalue the coordinate carries), and for every real
     entry of the grid the coordinate it is rebuilt from (``src``) with its factor (``coef``).
+    Columns 0 and (even ``w``) ``w/2`` hold their own conjugates: there ``X[-k1] = conj(X[k1])``,
+    so only ``k1 <= (-k1 mod h)`` are coordinates, and self-conjugate cells (DC/Nyquist) give one.
     """
     wr = w // 2 + 1
-    special = {0} | ({w // 2} if w % 2 == 0 else set())  # columns holding their own conjugates
-    rep, scale, freq = [], [], []
-    src = np.zeros((h, wr, 2), dtype=np.int64)
-    coef = np.zeros((h, wr, 2))
+    k1, k2 = np.meshgrid(np.arange(h), np.arange(wr), indexing="ij")
+    special = (k2 == 0) | ((w % 2 == 0) & (k2 == w // 2))
+    conj = (-k1) % h
+    selfc = (special & (conj == k1)).reshape(-1)
+    is_rep = (~special | (k1 <= conj)).reshape(-1)
+    cells = np.flatnonzero(is_rep)
+    count = np.where(selfc[cells], 1, 2)  # real coordinates per representative cell
+    first = np.cumsum(count) - count  # index of each cell's first coordinate
+    cell_of = np.repeat(cells, count)
+    part = np.arange(count.sum()) - np.repeat(first, count)  # 0 = real part, 1 = imaginary part
     r2 = np.sqrt(2.0)
-    for k2 in range(wr):
-        for k1 in range(h):
-            cell = k1 * wr + k2
-            conj = (-k1) % h
-            if k2 in special and conj < k1:
-                continue  # filled from its representative below
-            if k2 in special and conj == k1:  # self-conjugate: real eigen-coordinate, imag part is 0
-                src[k1, k2, 0], coef[k1, k2, 0] = len(rep), 1.0
-                rep.append(2 * cell), scale.append(1.0), freq.append(cell)
-                continue
-            re, im = len(rep), len(rep) + 1
-            rep += [2 * cell, 2 * cell + 1]
-            scale += [r2, r2]
-            freq += [cell, cell]
-            src[k1, k2] = (re, im)
-            coef[k1, k2] = (1 / r2, 1 / r2)
-            if k2 in special:  # X[-k1, k2] = conj(X[k1, k2])
-                src[conj, k2] = (re, im)
-                coef[conj, k2] = (1 / r2, -1 / r2)
-    return np.array(rep), np.array(scale), np.array(freq), src.reshape(-1), coef.reshape(-1)
+    scale = np.where(selfc[cell_of], 1.0, r2)
+    src = np.zeros((h * wr, 2), dtype=np.int64)
+    coef = np.zeros((h * wr, 2))
+    src[cells, 0], src[cells, 1] = first, first + (count - 1)
+    coef[cells, 0] = np.where(count == 1, 1.0, 1 / r2)
+    coef[cells, 1] = np.where(count == 1, 0.0, 1 / r2)  # imaginary part of a self-conjugate cell is 0
+    mirrored = np.flatnonzero(~is_rep)  # X[-k1, k2] = conj(X[k1, k2]) in the special columns
+    partner = (conj.reshape(-1)[mirrored]) * wr + k2.reshape(-1)[mirrored]
+    src[mirrored] = src[partner]
+    coef[mirrored] = (1 / r2, -1 / r2)
+    return 2 * cell_of + part, scale, cell_of, src.reshape(-1), coef.reshape(-1)
 
 
 class CircularBlur(SVDOperator):
@@ -80,9 +79,7 @@ class CircularBlur(SVDOperator):
         rank = np.argsort(order)  # unsorted coordinate -> its sorted position
         phase = np.where(np.abs(lam) > 0, lam / np.where(np.abs(lam) > 0, np.abs(lam), 1.0), 1.0)
         selfconj = np.zeros(lam.shape, dtype=bool)
-        for k1 in {0, h // 2} if h % 2 == 0 else {0}:
-            for k2 in {0, w // 2} if w % 2 == 0 else {0}:
-                selfconj[k1, k2] = True
+        selfconj[np.ix_([0, h // 2] if h % 2 == 0 else [0], [0, w // 2] if w % 2 == 0 else [0])] = True
         phase[selfconj] = np.where(lam[selfconj].real < 0, -1.0, 1.0)  # real ±1 where λ is real
         self.kernel = k
         self.register_buffer("_gather", torch.from_numpy(rep[order]))
@@ -92,6 +89,11 @@ class CircularBlur(SVDOperator):
         # stored as a real (..., 2) view: Module.to(dtype) would drop the imaginary part of a complex buffer
         self.register_buffer("_phase", torch.view_as_real(torch.from_numpy(np.ascontiguousarray(phase))).clone())
         self._set_singulars(torch.from_numpy(np.repeat(mag[freq][order], c)))
+        cutoff = self.zero_tol * mag.max()
+        cell_s = np.where(np.abs(lam) <= cutoff, 0.0, np.abs(lam))  # the same truncation, per frequency
+        cell_inv = np.where(cell_s > 0, 1.0 / np.where(cell_s > 0, cell_s, 1.0), 0.0)
+        self.register_buffer("_lam", torch.view_as_real(torch.from_numpy(phase * cell_s)).clone())
+        self.register_buffer("_lam_pinv", torch.view_as_real(torch.from_numpy(np.conj(phase) * cell_inv)).clone())
 
     def _coords(self, spec: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Complex ``rfft2`` grid ``(B, C, H, W//2+1)`` -> real coordinates ``(B, n)``."""
@@ -117,6 +119,27 @@ class CircularBlur(SVDOperator):
 
     def U(self, w: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfft2(self._grid(w) * torch.view_as_complex(self._buf("_phase", w)), s=self.image_shape[1:], norm="ortho")
+
+    # U diag(s) Vᵀ is the circulant with eigenvalues λ = phase * s (truncated): two FFTs, no gathers.
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """``F⁻¹(λ ∘ F x)``."""
+        self._check(x, self.image_shape, "image")
+        return self._filter(x, "_lam", conj=False)
+
+    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+        """``F⁻¹(conj(λ) ∘ F y)``."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._filter(y, "_lam", conj=True)
+
+    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``F⁻¹(λ⁺ ∘ F y)`` with ``λ⁺ = 1/λ`` where ``s > 0`` and 0 elsewhere."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._filter(y, "_lam_pinv", conj=False)
+
+    def _filter(self, t: torch.Tensor, name: str, conj: bool) -> torch.Tensor:
+        lam = torch.view_as_complex(self._buf(name, t))
+        spec = torch.fft.rfft2(t, norm="ortho") * (lam.conj() if conj else lam)
+        return torch.fft.irfft2(spec, s=self.image_shape[1:], norm="ortho")
 
 
 @register(

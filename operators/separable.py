@@ -59,6 +59,10 @@ class SeparableSVD(SVDOperator):
         self.register_buffer("_perm_u", torch.from_numpy(order))
         self.register_buffer("_inv_perm_u", torch.from_numpy(np.argsort(order)))
         self._set_singulars(torch.from_numpy(np.repeat(prod.reshape(-1)[order], c)))
+        grid = np.empty(p * q)
+        grid[order] = self._singulars.numpy()[::c]  # truncated singular values back on the (p, q) grid
+        self.register_buffer("_sgrid", torch.from_numpy(grid.reshape(p, q)))
+        self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][np.argsort(order)].reshape(p, q)))
 
     def _to_spectral(self, g: torch.Tensor, perm: str) -> torch.Tensor:
         """Coefficient grid ``(B, C, a, b)`` -> ``(B, n)`` in rank-major, channel-minor order."""
@@ -88,3 +92,27 @@ class SeparableSVD(SVDOperator):
         _, p, q = self.measurement_shape
         g = self._from_spectral(w, "_inv_perm_u", p, q)
         return torch.matmul(torch.matmul(self._buf("_uh", w), g), self._buf("_uw_t", w))
+
+    # U diag(s) Vᵀ on the (p, q) coefficient grid: only the measured columns of V_h, V_w, no permutation.
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """``U_h (S ∘ (V_h[:, :p]ᵀ X V_w[:, :q])) U_wᵀ`` with ``S`` the truncated singular values."""
+        self._check(x, self.image_shape, "image")
+        _, p, q = self.measurement_shape
+        g = torch.matmul(torch.matmul(self._buf("_vh_t", x)[:p], x), self._buf("_vw", x)[:, :q])
+        g = g * self._buf("_sgrid", x)
+        return torch.matmul(torch.matmul(self._buf("_uh", x), g), self._buf("_uw_t", x))
+
+    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+        """``V_h[:, :p] (S ∘ (U_hᵀ Y U_w)) V_w[:, :q]ᵀ``."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._back(y, "_sgrid")
+
+    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``V_h[:, :p] (S⁺ ∘ (U_hᵀ Y U_w)) V_w[:, :q]ᵀ``."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._back(y, "_sgrid_inv")
+
+    def _back(self, y: torch.Tensor, scale: str) -> torch.Tensor:
+        _, p, q = self.measurement_shape
+        g = torch.matmul(torch.matmul(self._buf("_uh_t", y), y), self._buf("_uw", y)) * self._buf(scale, y)
+        return torch.matmul(torch.matmul(self._buf("_vh", y)[:, :p], g), self._buf("_vw_t", y)[:q])

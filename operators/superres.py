@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .base import OperatorError, SVDOperator
 from .registry import register
@@ -74,6 +75,26 @@ class BlockAverage(SVDOperator):
 
     def Ut(self, y: torch.Tensor) -> torch.Tensor:
         return y.reshape(y.shape[0], -1)
+
+    # Closed forms of U diag(s) Vᵀ (all s = 1/k, no truncation), without the full spectral transform.
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """Block means, ``avg_pool2d(x, k)``."""
+        self._check(x, self.image_shape, "image")
+        return F.avg_pool2d(x, self.factor)
+
+    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+        """Each block filled with ``y / k²``."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._upsample(y / self.factor**2)
+
+    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """Each block filled with ``y`` (nearest-neighbour upsampling)."""
+        self._check(y, self.measurement_shape, "measurement")
+        return self._upsample(y)
+
+    def _upsample(self, y: torch.Tensor) -> torch.Tensor:
+        b, (c, h, w), k = y.shape[0], self.image_shape, self.factor
+        return y[:, :, :, None, :, None].expand(b, c, h // k, k, w // k, k).reshape(b, c, h, w)
 
 
 @register(

@@ -76,6 +76,10 @@ def test_svd_protocol(name: str) -> None:
     hx = op.H(x)
     assert hx.shape == (b, *op.measurement_shape)
     torch.testing.assert_close(hx, op.U(s * op.Vt(x)[:, :m]), **tol)
+    pad = torch.zeros(b, n - m, dtype=torch.float64)
+    torch.testing.assert_close(op.Ht(y), op.V(torch.cat([s * op.Ut(y), pad], 1)), **tol)
+    s_plus = torch.where(s > 0, 1 / s.clamp_min(1e-300), torch.zeros_like(s))
+    torch.testing.assert_close(op.H_pinv(y), op.V(torch.cat([s_plus * op.Ut(y), pad], 1)), **tol)
     torch.testing.assert_close((hx * y).sum(), (x * op.Ht(y)).sum(), **tol)
     torch.testing.assert_close(op.H(op.H_pinv(hx)), hx, atol=1e-8, rtol=1e-8)
     assert bool(torch.isfinite(op.H_pinv(y)).all())
@@ -83,6 +87,8 @@ def test_svd_protocol(name: str) -> None:
         dense = _dense(op)
         ours = torch.cat([s, s.new_zeros(min(dense.shape) - m)]).sort(descending=True).values
         torch.testing.assert_close(ours, torch.linalg.svdvals(dense), atol=1e-9, rtol=1e-7)
+        pinv = torch.linalg.pinv(dense, rtol=operators.DEFAULT_ZERO_TOL * 1.0001)
+        torch.testing.assert_close(op.H_pinv(y).reshape(b, -1), y.reshape(b, -1) @ pinv.T, atol=1e-7, rtol=1e-7)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,6 +199,19 @@ def test_circular_deblur_is_conv2d() -> None:
     padded = F.pad(x, (1, 2, 1, 1), mode="circular")
     torch.testing.assert_close(op.H(x), F.conv2d(padded, flipped, groups=2))
     torch.testing.assert_close(op.H(torch.roll(x, (3, -2), (2, 3))), torch.roll(op.H(x), (3, -2), (2, 3)))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 7, 10), (2, 6, 9), (1, 1, 5), (1, 2, 2), (1, 6, 1)])
+def test_circular_deblur_any_size(shape) -> None:
+    """Even/odd heights and widths exercise every DC/Nyquist case of the real Fourier basis."""
+    kernel = torch.rand(3, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    op = get_operator("deblur", shape, kernel=kernel)
+    z = torch.randn(2, op.n, dtype=torch.float64)
+    torch.testing.assert_close(op.Vt(op.V(z)), z)
+    torch.testing.assert_close(op.Ut(op.U(z)), z)
+    dense = _dense(op)
+    torch.testing.assert_close(op.singulars().sort(descending=True).values, torch.linalg.svdvals(dense))
+    torch.testing.assert_close(op.U(op.singulars() * op.Vt(torch.eye(op.n, dtype=torch.float64).reshape(op.n, *shape))).reshape(op.n, -1).T, dense)
 
 
 def test_cs_rows_are_permuted_hadamard() -> None:
