@@ -281,10 +281,19 @@ def _load_prior(model: str | None, device: str | None, fp16: bool):
     return load_prior(model, device=device, dtype=torch.float16 if fp16 else None)
 
 
-def _generator(seed: int, device: "torch.device") -> "torch.Generator":
+def _generators(seed: int, indices: Sequence[int], device: "torch.device", stream: int) -> list["torch.Generator"]:
+    """One generator per image, seeded by a hash of (seed, image index, stream).
+
+    A result then depends on the seed and the image alone, not on --batch-size or on the other
+    inputs; stream 0 drives the sampler, stream 1 the simulated noise of --clean.
+    """
+    import numpy as np
     import torch
 
-    return torch.Generator(device=device).manual_seed(seed)
+    def one(i: int) -> int:
+        return int(np.random.SeedSequence([seed, i, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+    return [torch.Generator(device=device).manual_seed(one(i)) for i in indices]
 
 
 def _batches(shapes: Sequence[tuple[int, ...]], size: int) -> list[list[int]]:
@@ -399,11 +408,11 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
     batches = _batches(shapes, batch_size)
     sy = 2.0 * sigma_y
 
-    def prepare(idx: list[int], prior_channels: int | None, noise_gen, notes: list[str]):
+    def prepare(idx: list[int], prior_channels: int | None, noise_gens, notes: list[str]):
         xs = torch.cat([loaded[i][0] for i in idx])
         label = files[idx[0]].name if len(idx) == 1 else f"{len(idx)} images of {_describe(xs)}"
         return xs, _prepare_batch(op_name, xs, op_params, clean, jpeg_file_op, prior_channels, files[idx[0]],
-                                  label, sy, noise_gen, notes)
+                                  label, sy, noise_gens, notes)
 
     # Dry run with the input's own channels: a wrong operator, size, mask or kernel fails before
     # the (slow) prior is loaded.
@@ -412,16 +421,16 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
 
     prior = _load_prior(model, device, fp16)
     dev = prior.device
-    gen = _generator(seed, dev)
-    noise_gen = torch.Generator().manual_seed(seed)  # CPU: the simulated observation is the same on every device
     notes: list[str] = []
     rows = []
     for idx in batches:
-        xs, (op, y) = prepare(idx, prior.channels, noise_gen, notes)
+        # Simulated noise is drawn on the CPU: the observation is the same on every device.
+        xs, (op, y) = prepare(idx, prior.channels, _generators(seed, idx, torch.device("cpu"), 1), notes)
         grey = xs.shape[1] == 1
         op = op.to(dev)
         y = y.to(dev)
-        result = _run_ddrm(prior, op, y, steps, eta, eta_b, sy, gen, average, progress).cpu()
+        gens = _generators(seed, idx, dev, 0)
+        result = _run_ddrm(prior, op, y, steps, eta, eta_b, sy, gens, average, progress).cpu()
         if clean:
             base = y.cpu() if _is_codec(op) else op.H_pinv(y).cpu()
             rows.extend(_score(files, idx, xs, base, result, grey))
@@ -440,8 +449,8 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
 
 
 def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], clean: bool, jpeg_file: bool,
-                   prior_channels: int | None, src: Path, label: str, sy: float, noise_gen, notes: list[str]):
-    """(operator, y) for a batch of inputs ``xs``; ``noise_gen`` None means a dry run (no noise drawn)."""
+                   prior_channels: int | None, src: Path, label: str, sy: float, noise_gens, notes: list[str]):
+    """(operator, y) for a batch of inputs ``xs``; ``noise_gens`` (one per image) None means a dry run."""
     import torch
 
     if jpeg_file:
@@ -463,8 +472,8 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
     if _is_codec(op):
         return op, op.J(x_true)
     y = op.H(x_true)
-    if sy and noise_gen is not None:
-        y = y + sy * torch.randn(y.shape, generator=noise_gen, dtype=y.dtype)
+    if sy and noise_gens is not None:
+        y = y + sy * torch.stack([torch.randn(y.shape[1:], generator=g, dtype=y.dtype) for g in noise_gens])
     return op, y
 
 
@@ -678,14 +687,14 @@ def sample(model: str | None, num: int, size: tuple[int, int] | None, steps: int
     prior = _load_prior(model, device, fp16)
     h, w = size if size is not None else (_prior_size(prior),) * 2
     channels = prior.channels or 3
-    gen = _generator(seed, prior.device)
+    from ddrm_kit.sampler import ddrm
+
     for start in range(0, num, batch_size):
         b = min(batch_size, num - start)
         op = _unconditional((channels, h, w)).to(prior.device)
         y = op.empty_measurement(b, prior.device)
-        from ddrm_kit.sampler import ddrm
-
-        xs = ddrm(prior, op, y, steps=steps, eta=eta, eta_b=1.0, generator=gen, progress=progress).cpu()
+        gens = _generators(seed, range(start, start + b), prior.device, 0)
+        xs = ddrm(prior, op, y, steps=steps, eta=eta, eta_b=1.0, generator=gens, progress=progress).cpu()
         for j in range(b):
             written = save_image(xs[j : j + 1], folder / f"sample_{start + j:03d}.png")
             click.echo(f"wrote {written} ({_describe(xs[j:j + 1])})")
