@@ -195,6 +195,7 @@ def _atomic_write_bytes(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run folders are shared like any output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -220,6 +221,7 @@ def _save_pretrained_atomic(model, scheduler, out: Path) -> None:
         )
         for src in sorted(tmp.rglob("*")):
             if src.is_file():
+                os.chmod(src, 0o644)
                 dst = out / src.relative_to(tmp)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
@@ -548,14 +550,19 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
     run, dest = Path(run), Path(dest)
     if not (run / "unet").is_dir():
         raise TrainingDataNotFoundError(f"{run} holds no trained model yet (no unet/ folder); wait for its first checkpoint")
-    unet = UNet2DModel.from_pretrained(run, subfolder="unet").to(getattr(torch, dtype))
+    unet = UNet2DModel.from_pretrained(run, subfolder="unet", torch_dtype=getattr(torch, dtype))
     sched = DDPMScheduler.from_pretrained(run, subfolder="scheduler")
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".export."))
     try:
         unet.save_pretrained(tmp, safe_serialization=True)
         sched.save_pretrained(tmp)
+        # the shipped config must not carry this machine's run path
+        config = json.loads((tmp / "config.json").read_text())
+        config.pop("_name_or_path", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for src in tmp.iterdir():
+            os.chmod(src, 0o644)  # package data must be readable by every user of an installation
             os.replace(src, dest / src.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

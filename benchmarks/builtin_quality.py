@@ -1,0 +1,171 @@
+"""Quality of a prior under DDRM (20 steps) next to classical baselines: the built-in prior's model-card table.
+
+    python benchmarks/builtin_quality.py --methods baselines --n 8     # prior-free rows (cached)
+    python benchmarks/builtin_quality.py --methods ddrm --n 8          # DDRM rows with --model
+    python benchmarks/builtin_quality.py --table                       # markdown table of results.json
+
+Data: the first ``n`` images (sorted names) of Kodak24 and of BSD100 (BSDS500/val, held out from
+training), centre crops of 256x256 at native resolution. Tasks (sigma in [0, 1] pixel units):
+``sr4`` and ``sr4`` sigma 0.05 vs bicubic upsampling; ``deno`` sigma 0.1 vs the noisy input and BM3D
+(``pip install bm3d``); ``inp_random50`` vs biharmonic filling (scikit-image) and normalised
+convolution; ``color`` vs the grey image; ``deblur_gauss`` vs the blurred image. Scores are the
+mean per-image PSNR (``ddrm_kit.metrics.psnr``). Noise, masks and DDRM are seeded, so reruns
+give the same numbers on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ddrm_kit.bench import preprocess
+from ddrm_kit.imageio import list_images, load_image
+from ddrm_kit.metrics import psnr
+
+DATASETS = {"Kodak24": "/work/shared/data/Kodak24", "BSD100": "/work/shared/data/BSDS500/val"}
+# task -> (operator name, sigma_y in [0, 1] pixel units, baselines)
+TASKS = {
+    "sr4": ("sr4", 0.0, ("bicubic",)),
+    "sr4_s0.05": ("sr4", 0.05, ("bicubic",)),
+    "deno_s0.1": ("deno", 0.1, ("observation", "bm3d")),
+    "inp_random50": ("inp_random50", 0.0, ("biharmonic", "normconv")),
+    "color": ("color", 0.0, ("observation",)),
+    "deblur_gauss": ("deblur_gauss", 0.0, ("observation",)),
+}
+LABELS = {
+    "ddrm": "DDRM",
+    "bicubic": "bicubic",
+    "observation": "input",
+    "bm3d": "BM3D",
+    "biharmonic": "biharmonic",
+    "normconv": "norm. conv.",
+}
+CROP = 256
+NORMCONV_SIGMA = 1.0  # pixels; fixed in advance, not tuned on the test images
+
+
+def load_set(folder: str, n: int) -> torch.Tensor:
+    """The first n images of a folder, centre-cropped to CROP x CROP, as (n, 3, CROP, CROP) in [-1, 1]."""
+    return torch.cat([preprocess(load_image(p), crop=CROP) for p in list_images(folder)[:n]])
+
+
+def observe(task: str, x: torch.Tensor, seed: int):
+    from operators import get_operator
+
+    name, sigma, _ = TASKS[task]
+    op = get_operator(name, tuple(x.shape[1:]))
+    y = op.H(x)
+    if sigma > 0:
+        g = torch.Generator().manual_seed(seed)
+        y = y + 2.0 * sigma * torch.randn(y.shape, generator=g)
+    return op, y
+
+
+def _to_hwc01(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).double().numpy()
+
+
+def _from_hwc01(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).float().permute(2, 0, 1) * 2 - 1
+
+
+def baseline(method: str, task: str, op, y: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A classical restoration of the observation y (batch), in [-1, 1]."""
+    c, h, w = shape
+    if method == "bicubic":
+        return F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+    if method == "observation":
+        return y.expand(-1, c, -1, -1) if y.shape[1] == 1 else y
+    if method == "bm3d":
+        import bm3d
+
+        sigma = TASKS[task][1]
+        return torch.stack([_from_hwc01(bm3d.bm3d_rgb(_to_hwc01(yi), sigma)) for yi in y])
+    # inpainting: the zero-filled image and the mask of observed pixels
+    filled = op.H_pinv(y)
+    mask = op.H_pinv(op.H(torch.ones((1, *shape)))).expand_as(filled) > 0.5
+    if method == "normconv":
+        k = torch.arange(-3 * NORMCONV_SIGMA, 3 * NORMCONV_SIGMA + 1)
+        g1 = torch.exp(-(k**2) / (2 * NORMCONV_SIGMA**2))
+        g = (g1[:, None] * g1[None, :]) / g1.sum() ** 2
+        g = g.expand(c, 1, -1, -1).contiguous()
+        pad = g.shape[-1] // 2
+        num = F.conv2d(F.pad(filled * mask, (pad,) * 4, mode="reflect"), g, groups=c)
+        den = F.conv2d(F.pad(mask.float(), (pad,) * 4, mode="reflect"), g, groups=c)
+        return torch.where(mask, filled, num / den.clamp_min(1e-8))
+    if method == "biharmonic":
+        from skimage.restoration import inpaint_biharmonic
+
+        out = []
+        for fi, mi in zip(filled, mask):
+            chans = [inpaint_biharmonic(_to_hwc01(fi[k : k + 1])[..., 0], ~mi[k].numpy()) for k in range(c)]
+            out.append(_from_hwc01(np.stack(chans, axis=-1)))
+        return torch.stack(out)
+    raise ValueError(f"unknown baseline {method}")
+
+
+def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int) -> torch.Tensor:
+    from ddrm_kit import ddrm, load_prior
+
+    prior = load_prior(model, device="cpu")
+    sigma = TASKS[task][1]
+    g = torch.Generator().manual_seed(seed)
+    return ddrm(prior, op, y, steps=steps, sigma_y=2.0 * sigma, generator=g, progress=False)
+
+
+@click.command()
+@click.option("--methods", type=click.Choice(["baselines", "ddrm"]), default=None, help="What to compute (omit with --table).")
+@click.option("--model", default="ddrm_kit/builtin", show_default=True, help="Prior for the DDRM rows.")
+@click.option("--n", default=8, show_default=True, help="Images per data set.")
+@click.option("--steps", default=20, show_default=True)
+@click.option("--tasks", default=",".join(TASKS), show_default=True)
+@click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--threads", default=None, type=int, help="torch CPU threads.")
+@click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
+def main(methods, model, n, steps, tasks, results, threads, table) -> None:
+    """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
+    if threads:
+        torch.set_num_threads(threads)
+    path = Path(results)
+    store = json.loads(path.read_text()) if path.exists() else {}
+    if methods:
+        for task in tasks.split(","):
+            for ds, folder in DATASETS.items():
+                x = load_set(folder, n)
+                seed = 1000 * list(TASKS).index(task) + list(DATASETS).index(ds)
+                op, y = observe(task, x, seed)
+                todo = TASKS[task][2] if methods == "baselines" else ("ddrm",)
+                for method in todo:
+                    t0 = time.time()
+                    if method == "ddrm":
+                        xh = run_ddrm(task, op, y, model, seed, steps)
+                    else:
+                        xh = baseline(method, task, op, y, tuple(x.shape[1:]))
+                    scores = psnr(xh, x)
+                    store.setdefault(task, {}).setdefault(ds, {})[method] = {
+                        "psnr": float(scores.mean()),
+                        "per_image": [round(float(s), 3) for s in scores],
+                        "n": len(x),
+                        "seconds": round(time.time() - t0, 1),
+                        **({"model": model, "steps": steps} if method == "ddrm" else {}),
+                    }
+                    click.echo(f"{task:14s} {ds:8s} {method:12s} {float(scores.mean()):6.2f} dB ({time.time() - t0:.0f} s)")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(store, indent=1))
+    if table:
+        click.echo("| task | data | DDRM (builtin) | baselines |\n|---|---|---|---|")
+        for task, per_ds in store.items():
+            for ds, rows in per_ds.items():
+                d = f"{rows['ddrm']['psnr']:.2f}" if "ddrm" in rows else "–"
+                base = ", ".join(f"{LABELS[m]} {r['psnr']:.2f}" for m, r in rows.items() if m != "ddrm")
+                click.echo(f"| {task} | {ds} ({next(iter(rows.values()))['n']}) | {d} | {base} |")
+
+
+if __name__ == "__main__":
+    main()
