@@ -197,6 +197,7 @@ def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str) -> No
     try:
         cfg = BenchConfig(task="sr2", data=Path(data), out=Path(out), sigma_y=0.05, steps=3, seed=5, progress=False)
         run_bench(cfg, prior=_gaussian_prior())
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
