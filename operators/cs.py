@@ -59,10 +59,16 @@ class WalshHadamardCS(SVDOperator):
 
     def fwht(self, t: torch.Tensor) -> torch.Tensor:
         """Orthonormal Walsh–Hadamard transform (Sylvester order) of the rows of ``t`` ``(R, L)``."""
-        r = t.shape[0]
-        for d in self._factors:  # W_L = W_d1 ⊗ W_d2 ⊗ ...; each pass rotates the processed digit last
-            t = torch.matmul(self._buf(f"_had{d}", t), t.reshape(r, d, -1)).transpose(1, 2).reshape(r, -1)
-        return t
+        rows, before = t.shape[0], 1
+        for d in self._factors:  # W_L = W_d1 ⊗ W_d2 ⊗ ...: apply W_d along digit i in place of the index
+            after = self.block // (before * d)
+            had = self._buf(f"_had{d}", t)  # symmetric
+            if after == 1:
+                t = torch.matmul(t.reshape(-1, d), had)
+            else:
+                t = torch.matmul(had, t.reshape(rows * before, d, after))
+            before *= d
+        return t.reshape(rows, self.block)
 
     def Vt(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[0], self.image_shape[0]
