@@ -210,3 +210,25 @@ def test_existing_run_needs_resume_and_stopping_rule(images: Path, tmp_path: Pat
     assert result.exit_code == 2 and "not both" in result.output
     result = runner.invoke(train_command, ["--data", str(images), "--out", str(tmp_path / "x"), "--channels", "8,a", "--steps", "1"])
     assert result.exit_code == 1 and "comma-separated integers" in result.output
+
+
+def test_shipped_builtin_prior_is_small_conv_only_and_documented() -> None:
+    from diffusers import UNet2DModel
+    from safetensors.torch import load_file
+
+    import ddrm_kit
+
+    folder = Path(ddrm_kit.__file__).parent / "builtin"
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size < 20 * 2**20
+    assert all(t.dtype == torch.float16 for t in load_file(weights).values())
+    config = json.loads((folder / "config.json").read_text())
+    assert "_name_or_path" not in config  # no path of the training machine in the package
+    assert not any("Attn" in b for b in config["down_block_types"] + config["up_block_types"])
+    sched = json.loads((folder / "scheduler_config.json").read_text())
+    assert (sched["prediction_type"], sched["beta_schedule"], sched["num_train_timesteps"]) == ("epsilon", "linear", 1000)
+    card = (folder / "README.md").read_text()
+    assert "BSDS500" in card and "non-commercial" in card and "Arbelaez" in card
+    unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32)
+    x = torch.zeros(1, 3, 24, 40)
+    assert unet(x, torch.tensor([999])).sample.shape == x.shape
