@@ -287,3 +287,22 @@ def test_dense_svd_and_zero_tolerance() -> None:
     torch.testing.assert_close(op.H_pinv(y).flatten(), torch.tensor([1.0, 0, 0, 0], dtype=torch.float64))
     with pytest.raises(OperatorError, match="M x 4"):
         operators.DenseSVD(torch.ones(3, 5), (1, 2, 2))
+
+
+def test_custom_operator_example() -> None:
+    """examples/custom_operator.py runs and its operators satisfy the SVD protocol (no sampler needed)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "custom_operator.py"
+    spec = importlib.util.spec_from_file_location("custom_operator_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    errors = module.main()
+    assert errors and max(errors.values()) < 1e-10
+    shape = (1, 5, 7)
+    for op in (module.DropOddColumns(shape).double(), module.horizontal_motion_blur(shape)):
+        dense = _dense(op)
+        torch.testing.assert_close(op.singulars().sort(descending=True).values, torch.linalg.svdvals(dense)[: op.m])
+        z = torch.randn(2, op.n, dtype=torch.float64)
+        torch.testing.assert_close(op.Vt(op.V(z)), z)
