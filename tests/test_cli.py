@@ -76,6 +76,18 @@ def test_solve_sr_writes_a_larger_png(tmp_path, tiny_model):
     assert "12x16 RGB" in r.stdout
 
 
+def test_default_model_is_the_builtin_prior(tmp_path):
+    from ddrm_kit.prior import BUILTIN_DIR
+
+    lr = _png(tmp_path / "lr.png", 8, 8)
+    r = _run("solve", "--op", "sr2", "--steps", 1, "--no-progress", lr, "-o", tmp_path / "o.png")
+    if any(BUILTIN_DIR.glob("**/*.safetensors")):
+        _ok(r)
+        assert _size(tmp_path / "o.png") == ((16, 16), "RGB")
+    else:  # a source tree without the trained weights says so in one line
+        _fails(r, "built-in prior")
+
+
 def test_solve_is_deterministic_under_a_seed(tmp_path, tiny_model):
     lr = _png(tmp_path / "lr.png", 8, 8)
     for name in ("a.png", "b.png"):
