@@ -50,25 +50,18 @@ class BlockAverage(SVDOperator):
         self._set_singulars(torch.full((c * (h // k) * (w // k),), 1.0 / k, dtype=torch.float64))
 
     def Vt(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        c, h, w = self.image_shape
-        k, hk, wk = self.factor, h // self.factor, w // self.factor
-        nb = c * hk * wk
+        b, k, (c, hk, wk) = x.shape[0], self.factor, self.measurement_shape
         qt = self._buf("_qt", x)
-        t = x.reshape(b, c, hk, k, wk, k).permute(0, 3, 5, 1, 2, 4).reshape(b, k, k, nb)
+        t = x.reshape(b, c, hk, k, wk, k).permute(0, 3, 5, 1, 2, 4).reshape(b, k, k, c * hk * wk)
         t = torch.matmul(qt, t)  # along the in-block column index
-        t = torch.matmul(qt, t.reshape(b, k, k * nb))  # along the in-block row index
+        t = torch.matmul(qt, t.reshape(b, k, -1))  # along the in-block row index
         return t.reshape(b, self.n)
 
     def V(self, z: torch.Tensor) -> torch.Tensor:
-        b = z.shape[0]
-        c, h, w = self.image_shape
-        k, hk, wk = self.factor, h // self.factor, w // self.factor
-        nb = c * hk * wk
+        b, k, (c, hk, wk) = z.shape[0], self.factor, self.measurement_shape
         q = self._buf("_q", z)
-        t = torch.matmul(q, z.reshape(b, k, k * nb)).reshape(b, k, k, nb)
-        t = torch.matmul(q, t)
-        return t.reshape(b, k, k, c, hk, wk).permute(0, 3, 4, 1, 5, 2).reshape(b, c, h, w)
+        t = torch.matmul(q, torch.matmul(q, z.reshape(b, k, -1)).reshape(b, k, k, -1))
+        return t.reshape(b, k, k, c, hk, wk).permute(0, 3, 4, 1, 5, 2).reshape(b, *self.image_shape)
 
     def U(self, w: torch.Tensor) -> torch.Tensor:
         return w.reshape(w.shape[0], *self.measurement_shape)
