@@ -196,6 +196,32 @@ def test_clean_jpeg_scores_against_the_decoded_jpeg(tmp_path, tiny_model):
     assert "y PSNR" in r.stdout
 
 
+def test_color_takes_a_grey_image_and_gives_colour(tmp_path, tiny_model):
+    grey = _png(tmp_path / "g.png", 8, 10, channels=1)
+    _ok(_run("solve", "--op", "color", "--model", tiny_model, "--steps", 2, "--no-progress", grey, "-o", tmp_path / "c.png"))
+    assert _size(tmp_path / "c.png") == ((10, 8), "RGB")
+    colour = _png(tmp_path / "rgb.png", 8, 10)
+    _fails(_run("solve", "--op", "color", "--model", tiny_model, "--no-progress", colour, "-o", tmp_path / "x.png"),
+           "grey image")
+
+
+def test_deblur_with_a_kernel_file_round_trip(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 12, 12)
+    np.save(tmp_path / "k.npy", np.array([[0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 0.0]]))
+    _ok(_run("degrade", "--op", "deblur", "--kernel", tmp_path / "k.npy", gt, "-o", tmp_path / "blurry.png"))
+    assert _size(tmp_path / "blurry.png") == ((12, 12), "RGB")
+    _ok(_run("solve", "--op", "deblur", "--kernel", tmp_path / "k.npy", "--model", tiny_model, "--steps", 2,
+             "--no-progress", tmp_path / "blurry.png", "-o", tmp_path / "sharp.png"))
+    assert _size(tmp_path / "sharp.png") == ((12, 12), "RGB")
+
+
+def test_compressed_sensing_runs_with_clean(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 16, 16)
+    r = _ok(_run("solve", "--op", "cs4", "--clean", "--model", tiny_model, "--steps", 2, "--no-progress", gt,
+                 "-o", tmp_path / "r.png"))
+    assert "gt.png" in r.stdout and _size(tmp_path / "r.png") == ((16, 16), "RGB")
+
+
 def test_sample_writes_n_images(tmp_path, tiny_model):
     r = _ok(_run("sample", "--model", tiny_model, "-n", 3, "--size", 8, 12, "--steps", 2, "--batch-size", 2,
                  "--no-progress", "-o", tmp_path / "s"))
