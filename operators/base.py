@@ -40,7 +40,9 @@ class SVDOperator(torch.nn.Module):
     ``U`` is ``m x m`` orthogonal, except for :class:`~operators.DenseSVD` of a tall matrix.
 
     The base class derives ``H(x) = U(s ⊙ Vᵀx[:m])``, ``Ht(y) = V([s ⊙ Uᵀy, 0])`` and the
-    pseudo-inverse ``H_pinv(y) = V([s⁺ ⊙ Uᵀy, 0])`` without ever forming a matrix.
+    pseudo-inverse ``H_pinv(y) = V([s⁺ ⊙ Uᵀy, 0])`` without ever forming a matrix. A subclass may
+    override them with a cheaper closed form of the same (truncated) product, e.g. ``avg_pool2d``;
+    ``tests/test_operators.py`` checks every registered operator against the SVD form.
 
     Zero tolerance: a singular value ``s_k <= zero_tol * max(s)`` is stored as an exact ``0``
     (the operator *is* the truncated ``U diag(s) Vᵀ``), and ``s⁺_k = 1/s_k`` for ``s_k > 0``, ``0``
