@@ -6,7 +6,8 @@
 Each (operator, size) runs in its own subprocess so that the peak resident memory it reports
 (``ru_maxrss`` minus the RSS after importing torch and allocating the input batch) belongs to
 that operator alone. Times are medians over ``--repeats`` calls after one warm-up call, batch 1,
-float32, on the CPU with torch's default threads.
+float32, on the CPU with ``--threads`` torch threads (default 1: on a shared, loaded CPU a second
+intra-op thread waits for a descheduled peer and makes small calls 10-100x slower).
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_one(name: str, size: int, repeats: int) -> dict:
+def run_one(name: str, size: int, repeats: int, threads: int) -> dict:
     """Time one operator at ``3 x size x size`` (runs in the current process)."""
     import torch
 
     import operators
+
+    torch.set_num_threads(threads)
 
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     params = _params(name, size)
@@ -74,10 +77,11 @@ def main() -> None:
     parser.add_argument("--ops", nargs="*", help="operator names (default: every linear operator)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[256, 1024])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--one", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.repeats)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.repeats, args.threads)))
         return
 
     import operators
@@ -91,6 +95,7 @@ def main() -> None:
     for size in args.sizes:
         for name in names:
             cmd = [sys.executable, __file__, "--one", name, str(size), "--repeats", str(args.repeats)]
+            cmd += ["--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]

@@ -306,3 +306,35 @@ def test_custom_operator_example() -> None:
         torch.testing.assert_close(op.singulars().sort(descending=True).values, torch.linalg.svdvals(dense)[: op.m])
         z = torch.randn(2, op.n, dtype=torch.float64)
         torch.testing.assert_close(op.Vt(op.V(z)), z)
+
+
+def test_register_exact_and_pattern_names() -> None:
+    """Other modules (e.g. the JPEG codec) add names through the same decorator."""
+    from operators import registry
+
+    @registry.register(r"testop(\d+)", pattern=True, display="testop<k>", examples=("testop3",),
+                       params={"scale": "1.0"}, description="test only")
+    def _factory(image_shape, k, scale=1.0):
+        return operators.DenseSVD(float(k) * scale * torch.eye(int(np.prod(image_shape))), image_shape)
+
+    try:
+        assert "testop3" in operators.available()
+        op = get_operator("testop7", (1, 2, 2), scale=0.5)
+        torch.testing.assert_close(op.singulars(), torch.full((4,), 3.5, dtype=torch.float64))
+        assert operators.get_spec("testop12").display == "testop<k>"
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register(r"testop(\d+)", _factory, pattern=True, examples=("testop1",), description="again")
+    finally:
+        registry._PATTERNS[:] = [s for s in registry._PATTERNS if s.name != r"testop(\d+)"]
+    assert "testop3" not in operators.available()
+
+
+def test_buffer_cache_follows_to() -> None:
+    op = get_operator("sr_bicubic4", (3, 8, 12))
+    x = torch.randn(1, 3, 8, 12)
+    y32 = op.H(x)  # float64 operator, float32 input: float32 copies made once and cached
+    assert y32.dtype == torch.float32 and op._cache
+    op.to(torch.float32)
+    assert not op._cache and op.singulars().dtype == torch.float32
+    torch.testing.assert_close(op.H(x), y32)
+    torch.testing.assert_close(op.H(x.double()).float(), y32, atol=1e-5, rtol=1e-5)
