@@ -642,11 +642,13 @@ def _input_text(spec: Any) -> str:
 @main.command("ops")
 def ops_command() -> None:
     """List the operators: name, what `ddrm solve` takes as INPUT, parameters (-p KEY=VALUE)."""
-    from operators import specs
+    # The registry's metadata without importing torch (a checked snapshot; see ddrm_kit/ops_catalog.py).
+    from ddrm_kit.ops_catalog import op_infos
 
+    infos = op_infos()
     rows = [(s.display, _input_text(s), s.description,
-             "; ".join(f"{k}={v}" for k, v in s.params.items())) for s in specs()]
-    if any(s.display.startswith("jpeg") for s in specs()):
+             "; ".join(f"{k}={v}" for k, v in s.params.items())) for s in infos]
+    if any(s.display.startswith("jpeg") for s in infos):
         rows.append(("jpeg", "a .jpg file", "JPEG artifact removal with the file's own quantisation tables", ""))
     rows.sort(key=lambda r: r[0])
     w0 = max(len("name"), *(len(r[0]) for r in rows))

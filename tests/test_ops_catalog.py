@@ -1,0 +1,49 @@
+"""`ddrm ops` answers from a checked snapshot of the operator registry, without importing torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from ddrm_kit import ops_catalog
+from ddrm_kit.cli import main
+
+REGENERATE = "operators changed: run `python -m ddrm_kit.ops_catalog` and commit ddrm_kit/ops_catalog.json"
+
+
+def test_shipped_catalog_matches_the_live_registry() -> None:
+    data = json.loads(ops_catalog.CATALOG.read_text(encoding="utf-8"))
+    assert data["sources"] == ops_catalog.sources_digest(), REGENERATE
+    assert [ops_catalog.OpInfo(**e) for e in data["operators"]] == ops_catalog.live_infos(), REGENERATE
+
+
+def test_ddrm_ops_does_not_import_torch() -> None:
+    code = ("import sys\nfrom ddrm_kit.cli import main\n"
+            "try:\n    main(['ops'], standalone_mode=False)\n"
+            "finally:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "sr_bicubic" in proc.stdout and "inp_mask" in proc.stdout
+    assert proc.stderr.strip().endswith("NO-TORCH"), REGENERATE
+
+
+def test_stale_or_missing_catalog_falls_back_to_the_live_registry(tmp_path, monkeypatch) -> None:
+    live = ops_catalog.live_infos()
+    stale = tmp_path / "ops_catalog.json"
+    stale.write_text(json.dumps({"sources": "0" * 64, "operators": [
+        {"display": "bogus", "description": "", "params": {}, "observation_kind": "image"}]}))
+    monkeypatch.setattr(ops_catalog, "CATALOG", stale)
+    assert ops_catalog.op_infos() == live
+    monkeypatch.setattr(ops_catalog, "CATALOG", tmp_path / "missing.json")
+    assert ops_catalog.op_infos() == live
+
+
+def test_ddrm_ops_lists_the_same_with_and_without_the_snapshot(tmp_path, monkeypatch) -> None:
+    fast = CliRunner().invoke(main, ["ops"])
+    monkeypatch.setattr(ops_catalog, "CATALOG", tmp_path / "missing.json")
+    slow = CliRunner().invoke(main, ["ops"])
+    assert fast.exit_code == slow.exit_code == 0
+    assert fast.output == slow.output
