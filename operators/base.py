@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 #: Default relative tolerance: singular values ``s <= DEFAULT_ZERO_TOL * max(s)`` become exact zeros.
@@ -23,6 +24,22 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise OperatorError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape!r}")
     return shape  # type: ignore[return-value]
+
+
+def rank_major_index(perm: np.ndarray, channels: int, length: int) -> torch.Tensor:
+    """Gather index from a channel-major grid ``(C, length)`` (flattened) to spectral order ``rank * C + c``.
+
+    Entry ``rank * C + c`` reads grid cell ``c * length + perm[rank]``; one 2-D ``index_select``
+    then does the reordering and the channel interleave at once (3-D ``index_select`` is very slow).
+    """
+    p = torch.as_tensor(np.asarray(perm, dtype=np.int64))
+    return (p[:, None] + length * torch.arange(channels)[None, :]).reshape(-1)
+
+
+def channel_major_index(inv_perm: np.ndarray, channels: int) -> torch.Tensor:
+    """Inverse of :func:`rank_major_index`: grid cell ``c * length + f`` reads spectral entry ``inv_perm[f] * C + c``."""
+    q = torch.as_tensor(np.asarray(inv_perm, dtype=np.int64))
+    return (q[None, :] * channels + torch.arange(channels)[:, None]).reshape(-1)
 
 
 class SVDOperator(torch.nn.Module):

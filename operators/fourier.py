@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, rank_major_index
 from .registry import register
 
 
@@ -82,10 +82,11 @@ class CircularBlur(SVDOperator):
         selfconj[np.ix_([0, h // 2] if h % 2 == 0 else [0], [0, w // 2] if w % 2 == 0 else [0])] = True
         phase[selfconj] = np.where(lam[selfconj].real < 0, -1.0, 1.0)  # real ±1 where λ is real
         self.kernel = k
-        self.register_buffer("_gather", torch.from_numpy(rep[order]))
-        self.register_buffer("_scale", torch.from_numpy(scale[order]))
-        self.register_buffer("_src", torch.from_numpy(rank[src]))
-        self.register_buffer("_coef", torch.from_numpy(coef))
+        cells = 2 * h * (w // 2 + 1)  # real entries of one channel's rfft2 grid
+        self.register_buffer("_gather", rank_major_index(rep[order], c, cells))
+        self.register_buffer("_scale", torch.from_numpy(np.repeat(scale[order], c)))
+        self.register_buffer("_src", channel_major_index(rank[src], c))
+        self.register_buffer("_coef", torch.from_numpy(np.tile(coef, c)))
         # stored as a real (..., 2) view: Module.to(dtype) would drop the imaginary part of a complex buffer
         self.register_buffer("_phase", torch.view_as_real(torch.from_numpy(np.ascontiguousarray(phase))).clone())
         self._set_singulars(torch.from_numpy(np.repeat(mag[freq][order], c)))
@@ -97,15 +98,13 @@ class CircularBlur(SVDOperator):
 
     def _coords(self, spec: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Complex ``rfft2`` grid ``(B, C, H, W//2+1)`` -> real coordinates ``(B, n)``."""
-        b, c = spec.shape[:2]
-        flat = torch.view_as_real(spec).reshape(b, c, -1)
-        t = flat.index_select(2, self._buf("_gather", ref)) * self._buf("_scale", ref)
-        return t.transpose(1, 2).reshape(b, -1)
+        flat = torch.view_as_real(spec).reshape(spec.shape[0], -1)
+        return flat.index_select(1, self._buf("_gather", ref)) * self._buf("_scale", ref)
 
     def _grid(self, z: torch.Tensor) -> torch.Tensor:
         """Real coordinates ``(B, n)`` -> complex ``rfft2`` grid (conjugate cells filled in)."""
         b, (c, h, w) = z.shape[0], self.image_shape
-        t = z.reshape(b, -1, c).transpose(1, 2).index_select(2, self._buf("_src", z)) * self._buf("_coef", z)
+        t = z.index_select(1, self._buf("_src", z)) * self._buf("_coef", z)
         return torch.view_as_complex(t.reshape(b, c, h, w // 2 + 1, 2))
 
     def Vt(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, rank_major_index
 
 
 def _fold(x: np.ndarray) -> np.ndarray:
@@ -105,10 +105,10 @@ class SeparableSVD(SVDOperator):
         self.register_buffer("_uh_t", torch.from_numpy(np.ascontiguousarray(u_h.T)))
         self.register_buffer("_uw", torch.from_numpy(np.ascontiguousarray(u_w)))
         self.register_buffer("_uw_t", torch.from_numpy(np.ascontiguousarray(u_w.T)))
-        self.register_buffer("_perm", torch.from_numpy(perm))
-        self.register_buffer("_inv_perm", torch.from_numpy(np.argsort(perm)))
-        self.register_buffer("_perm_u", torch.from_numpy(order))
-        self.register_buffer("_inv_perm_u", torch.from_numpy(np.argsort(order)))
+        self.register_buffer("_perm", rank_major_index(perm, c, h * w))
+        self.register_buffer("_inv_perm", channel_major_index(np.argsort(perm), c))
+        self.register_buffer("_perm_u", rank_major_index(order, c, p * q))
+        self.register_buffer("_inv_perm_u", channel_major_index(np.argsort(order), c))
         self._set_singulars(torch.from_numpy(np.repeat(prod.reshape(-1)[order], c)))
         grid = np.empty(p * q)
         grid[order] = self._singulars.numpy()[::c]  # truncated singular values back on the (p, q) grid
@@ -117,14 +117,10 @@ class SeparableSVD(SVDOperator):
 
     def _to_spectral(self, g: torch.Tensor, perm: str) -> torch.Tensor:
         """Coefficient grid ``(B, C, a, b)`` -> ``(B, n)`` in rank-major, channel-minor order."""
-        b = g.shape[0]
-        t = g.reshape(b, g.shape[1], -1).index_select(2, self._buf(perm, g))
-        return t.transpose(1, 2).reshape(b, -1)
+        return g.reshape(g.shape[0], -1).index_select(1, self._buf(perm, g))
 
     def _from_spectral(self, z: torch.Tensor, inv_perm: str, rows: int, cols: int) -> torch.Tensor:
-        b, c = z.shape[0], self.image_shape[0]
-        t = z.reshape(b, -1, c).transpose(1, 2).index_select(2, self._buf(inv_perm, z))
-        return t.reshape(b, c, rows, cols)
+        return z.index_select(1, self._buf(inv_perm, z)).reshape(z.shape[0], self.image_shape[0], rows, cols)
 
     def Vt(self, x: torch.Tensor) -> torch.Tensor:
         g = torch.matmul(torch.matmul(self._buf("_vh_t", x), x), self._buf("_vw", x))
