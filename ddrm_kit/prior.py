@@ -7,6 +7,7 @@ from a ``diffusers`` ``UNet2DModel`` checkpoint (hub id, local folder, or the bu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -27,6 +28,8 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WEIGHT_GLOBS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin")
 _LATENT_COMPONENTS = ("vqvae", "vae", "text_encoder", "tokenizer", "image_encoder")
+# diffusers' fast loading needs accelerate; without it, asking for it only prints a warning.
+_HAS_ACCELERATE = importlib.util.find_spec("accelerate") is not None
 
 
 class Prior:
@@ -254,7 +257,7 @@ def _has_weights(folder: Path) -> bool:
 def _build(unet: torch.nn.Module, sched_cfg: dict[str, Any], label: str, device: torch.device,
            dtype: torch.dtype) -> Prior:
     ac, pred = _alphas_cumprod(sched_cfg, label)
-    unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    unet = unet.to(device).eval().requires_grad_(False)  # dtype was set by from_pretrained
     eps = _UNetEps(unet, ac, pred).to(device)
     return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label)
 
@@ -269,7 +272,7 @@ def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dt
             f"no UNet weights (diffusion_pytorch_model.safetensors) in {unet_dir}: "
             "save the model with save_pretrained")
     try:
-        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype)
+        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype, low_cpu_mem_usage=_HAS_ACCELERATE)
     except (OSError, ValueError, RuntimeError) as err:
         raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
     return _build(unet, sched_cfg, label, device, dtype)
@@ -309,7 +312,7 @@ def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype) -> Prior:
     unet_sub, _, _, sched_cfg = _inspect(Path(cfg_dir), f"hub model '{repo_id}'")
     try:
         unet = UNet2DModel.from_pretrained(repo_id, subfolder=unet_sub, torch_dtype=dtype,
-                                           local_files_only=offline)
+                                           local_files_only=offline, low_cpu_mem_usage=_HAS_ACCELERATE)
     except Exception as err:  # noqa: BLE001 - as above
         raise HubUnavailableError(unreachable) from err
     return _build(unet, sched_cfg, repo_id, device, dtype)

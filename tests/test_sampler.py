@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -356,6 +358,16 @@ def test_shape_and_type_errors():
         ddrm(rgb, op, torch.zeros(1, 1, 2, 2), progress=False)
     with pytest.raises(ValueError):  # DDRMError is a ValueError for callers that do not import ddrm_kit
         ddrm(prior, op, torch.zeros(1, 1, 4, 4), progress=False)
+
+
+def test_example_sr4_tiny_unet(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "examples" / "sr4_tiny_unet.py"
+    spec = importlib.util.spec_from_file_location("sr4_tiny_unet", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(tmp_path)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "scheduler_config.json").is_file()
+    assert results["consistency"] < 0.05 and results["psnr_pinv"] > 20
 
 
 def test_import_does_not_load_torch():
