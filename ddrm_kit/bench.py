@@ -24,9 +24,9 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
@@ -352,15 +352,22 @@ def _score(x, ref, lpips_model) -> list[dict[str, float]]:
     ]
 
 
-def _batches(indices: list[int], shapes: dict[int, tuple[int, ...]], size: int) -> list[list[int]]:
-    """Consecutive indices grouped into batches of at most ``size`` images of one shape."""
-    out: list[list[int]] = []
+def _batches(indices: list[int], load: Callable[[int], "torch.Tensor"], size: int):
+    """Yield ``(indices, images)``: consecutive images of one shape, at most ``size`` at a time.
+
+    Images are loaded as they are needed, so a large data set never sits in memory at once.
+    """
+    group: list[int] = []
+    imgs: list = []
     for i in indices:
-        if out and len(out[-1]) < size and shapes[out[-1][0]] == shapes[i]:
-            out[-1].append(i)
-        else:
-            out.append([i])
-    return out
+        x = load(i)
+        if group and (len(group) == size or imgs[0].shape != x.shape):
+            yield group, imgs
+            group, imgs = [], []
+        group.append(i)
+        imgs.append(x)
+    if group:
+        yield group, imgs
 
 
 def _list_data(cfg: BenchConfig) -> list[Path]:
@@ -402,8 +409,8 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
             prior = load_prior(cfg.model, device=device, dtype=getattr(torch, cfg.dtype))
         else:
             device = prior.device
-            cfg.model = cfg.model or prior.name or "(a Python Prior)"
-            cfg.dtype = str(prior.dtype).removeprefix("torch.")
+            cfg = replace(cfg, model=cfg.model or prior.name or "(a Python Prior)",
+                          dtype=str(prior.dtype).removeprefix("torch."))
         lpips_model = _lpips_model(cfg.metric_weights, device) if cfg.metric_weights is not None else None
         task = _Task(cfg.task, device, cfg.sigma_y)
         multiple = task_multiple(cfg.task)
@@ -411,12 +418,9 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
 
         wall0 = time.perf_counter()
         mine = list(range(d.rank, len(files), d.world))
-        images: dict[int, torch.Tensor] = {}
-        for i in mine:
-            images[i] = preprocess(load_image(files[i]), cfg.size, cfg.crop, multiple, channels)
-        shapes = {i: tuple(images[i].shape[1:]) for i in mine}
-        if mine:
-            task.op(shapes[mine[0]])  # fail fast on a bad task name before any work
+
+        def load(i: int) -> torch.Tensor:
+            return preprocess(load_image(files[i]), cfg.size, cfg.crop, multiple, channels)
 
         rows: list[dict[str, Any]] = []
         panels: dict[int, list] = {}
@@ -425,13 +429,13 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(files), unit="img", desc=f"bench {cfg.task}", file=sys.stderr)
-        for batch in _batches(mine, shapes, cfg.batch):
-            shape = shapes[batch[0]]
-            x = torch.cat([images[i] for i in batch]).to(device)
-            gens = [torch.Generator(device=device).manual_seed(image_seed(cfg.seed, i)) for i in batch]
+        for batch, imgs in _batches(mine, load, cfg.batch):
+            x = torch.cat(imgs).to(device)
+            shape = tuple(x.shape[1:])
             op = task.op(shape)
             if task.is_codec(op) and cfg.sigma_y > 0:
                 raise BenchError(f"--sigma-y is not used by {cfg.task} (JPEG quantisation is the noise); drop it")
+            gens = [torch.Generator(device=device).manual_seed(image_seed(cfg.seed, i)) for i in batch]
             with torch.no_grad():
                 y = task.observe(op, x, gens)
                 methods = task.baselines(op, y, shape)
@@ -439,18 +443,20 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
                 t0 = time.perf_counter()
                 xr = _run_ddrm(prior, op, y, gens, cfg)
                 _sync(device)
-            sec = (time.perf_counter() - t0) / len(batch)
-            methods = {"ddrm": (xr, sec), **methods}
-            for method, (imgs, secs) in methods.items():
-                for i, sc in zip(batch, _score(imgs.float(), x, lpips_model)):
-                    rows.append({"index": i, "name": files[i].name, "method": method, **sc, "seconds": secs})
-            for k, i in enumerate(batch):
+                sec = (time.perf_counter() - t0) / len(batch)
+                methods = {"ddrm": (xr, sec), **methods}
+                for method, (out, secs) in methods.items():
+                    for i, sc in zip(batch, _score(out.float(), x, lpips_model)):
+                        rows.append({"index": i, "name": files[i].name, "method": method, **sc, "seconds": secs})
                 if cfg.save_images:
-                    save_image(xr[k : k + 1].float().cpu(), cfg.out / "images" / f"{files[i].stem}.png")
-                if i < cfg.grid:
-                    base = methods.get("bicubic", methods.get("h_pinv", methods.get("observation")))[0]
+                    for k, i in enumerate(batch):
+                        save_image(xr[k : k + 1].float().cpu(), cfg.out / "images" / f"{files[i].stem}.png")
+                if batch[0] < cfg.grid:
                     obs = task.show_observation(op, y, shape)
-                    panels[i] = [to_uint8(t[k : k + 1].float().cpu()) for t in (x, obs, base, xr)]
+                    base = methods.get("bicubic", methods.get("h_pinv", methods.get("observation")))[0]
+                    for k, i in enumerate(batch):
+                        if i < cfg.grid:
+                            panels[i] = [to_uint8(t[k : k + 1].float().cpu()) for t in (x, obs, base, xr)]
             if bar is not None:
                 bar.update(min(d.world * len(batch), bar.total - bar.n))
                 bar.set_postfix_str(f"{sec:.2f} s/img")
@@ -696,8 +702,8 @@ def bench_command(**opts: Any) -> None:
     )
     try:
         rows = run_bench(cfg)
-    except DDRMError as e:
-        raise click.ClickException(str(e)) from None
+    except (ValueError, OSError) as e:  # user errors (DDRMError, operators' errors, missing files): one line
+        raise click.ClickException(" ".join(str(e).split())) from None
     if rows is not None:
         click.echo(f"wrote {cfg.out / CSV_NAME}, {cfg.out / 'summary.md'}")
 

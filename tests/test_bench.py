@@ -240,6 +240,11 @@ def test_cli_errors_are_clean(tmp_path):
         bench_command, ["--task", "sr4", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                         "--size", "16", "--crop", "16"])
     assert res.exit_code != 0 and "not both" in res.output
+    model = _tiny_unet_folder(tmp_path / "unet")
+    res = runner.invoke(
+        bench_command, ["--task", "sr44x", "--model", str(model), "--data", str(tmp_path / "d"),
+                        "--out", str(tmp_path / "o"), "--no-progress"])
+    assert res.exit_code != 0 and "sr4" in res.output and "Traceback" not in res.output
 
 
 def _cli_args(data: Path, model: Path, out: Path) -> list[str]:
