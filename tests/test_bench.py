@@ -23,6 +23,15 @@ from ddrm_kit.metrics import psnr, psnr_uint8, ssim
 T = 1000
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # On a shared, loaded CPU one torch thread is much faster than two that wait on each other.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _alphas_cumprod() -> torch.Tensor:
     betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
     return torch.cumprod(1 - betas, 0)
