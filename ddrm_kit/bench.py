@@ -581,7 +581,8 @@ def _write_outputs(
     means = _means(rows)
     if panels:
         _write_grid(panels, cfg.out / "grid.png")
-    noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else ", noiseless"
+    codec = re.fullmatch(r"(jpeg|quant)\d+", cfg.task) is not None  # quantisation is the only noise
+    noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else ("" if codec else ", noiseless")
     eta = "sampler default" if cfg.eta is None else f"{cfg.eta:g}"
     eta_b = "sampler default" if cfg.eta_b is None else f"{cfg.eta_b:g}"
     has_lpips = all("lpips" in m for m in means.values())
