@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, rank_major_index
@@ -32,7 +33,7 @@ def _svd_block(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros((0, 0)), np.zeros(0), np.eye(q)
     a = np.ascontiguousarray(a)  # LAPACK is ~10x slower on strided views
     if p == q and np.allclose(a, a.T, rtol=0, atol=1e-13 * np.abs(a).max()):
-        lam, vec = np.linalg.eigh(a)
+        lam, vec = scipy.linalg.eigh(a, driver="evr")  # MRRR: ~3x faster than the default here
         return vec * np.where(lam < 0, -1.0, 1.0), np.abs(lam), vec.T
     return np.linalg.svd(a)
 
