@@ -26,6 +26,17 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def inverse_permutation(perm: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """``inv`` with ``inv[perm[i]] = i``, in O(n) (a scatter, not a sort)."""
+    if isinstance(perm, torch.Tensor):
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel(), dtype=perm.dtype)
+        return inv
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size, dtype=perm.dtype)
+    return inv
+
+
 def rank_major_index(perm: np.ndarray, channels: int, length: int) -> torch.Tensor:
     """Gather index from a channel-major grid ``(C, length)`` (flattened) to spectral order ``rank * C + c``.
 

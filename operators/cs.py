@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import OperatorError, SVDOperator
+from .base import OperatorError, SVDOperator, inverse_permutation
 from .registry import register
 
 _MAX_FACTOR_BITS = 5  # the transform is a product of Hadamard matrices of size <= 32 (Kronecker factors)
@@ -54,7 +54,7 @@ class WalshHadamardCS(SVDOperator):
             self.register_buffer(f"_had{d}", torch.from_numpy(sylvester(d) / np.sqrt(d)))
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(int(seed)))
         self.register_buffer("_perm", perm)
-        self.register_buffer("_inv_perm", torch.argsort(perm))
+        self.register_buffer("_inv_perm", inverse_permutation(perm))
         self._set_singulars(torch.ones(c * self.kept, dtype=torch.float64))
 
     def fwht(self, t: torch.Tensor) -> torch.Tensor:

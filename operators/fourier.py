@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, rank_major_index
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, inverse_permutation, rank_major_index
 from .registry import register
 
 
@@ -76,7 +76,7 @@ class CircularBlur(SVDOperator):
         rep, scale, freq, src, coef = _real_fourier_maps(h, w)
         mag = np.abs(lam).reshape(-1)
         order = np.argsort(-mag[freq], kind="stable")
-        rank = np.argsort(order)  # unsorted coordinate -> its sorted position
+        rank = inverse_permutation(order)  # unsorted coordinate -> its sorted position
         phase = np.where(np.abs(lam) > 0, lam / np.where(np.abs(lam) > 0, np.abs(lam), 1.0), 1.0)
         selfconj = np.zeros(lam.shape, dtype=bool)
         selfconj[np.ix_([0, h // 2] if h % 2 == 0 else [0], [0, w // 2] if w % 2 == 0 else [0])] = True

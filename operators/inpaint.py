@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import OperatorError, SVDOperator
+from .base import OperatorError, SVDOperator, inverse_permutation
 from .registry import register
 
 
@@ -36,7 +36,7 @@ class Inpainting(SVDOperator):
         super().__init__(image_shape, (kept.numel(),))
         perm = torch.cat([kept, missing])
         self.register_buffer("_perm", perm)
-        self.register_buffer("_inv_perm", torch.argsort(perm))
+        self.register_buffer("_inv_perm", inverse_permutation(perm))
         self.register_buffer("mask", keep[0] if bool((keep == keep[0:1]).all()) else keep)
         self._set_singulars(torch.ones(kept.numel(), dtype=torch.float64))
 

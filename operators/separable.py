@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, rank_major_index
+from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, inverse_permutation, rank_major_index
 
 
 def _fold(x: np.ndarray) -> np.ndarray:
@@ -107,14 +107,14 @@ class SeparableSVD(SVDOperator):
         self.register_buffer("_uw", torch.from_numpy(np.ascontiguousarray(u_w)))
         self.register_buffer("_uw_t", torch.from_numpy(np.ascontiguousarray(u_w.T)))
         self.register_buffer("_perm", rank_major_index(perm, c, h * w))
-        self.register_buffer("_inv_perm", channel_major_index(np.argsort(perm), c))
+        self.register_buffer("_inv_perm", channel_major_index(inverse_permutation(perm), c))
         self.register_buffer("_perm_u", rank_major_index(order, c, p * q))
-        self.register_buffer("_inv_perm_u", channel_major_index(np.argsort(order), c))
+        self.register_buffer("_inv_perm_u", channel_major_index(inverse_permutation(order), c))
         self._set_singulars(torch.from_numpy(np.repeat(prod.reshape(-1)[order], c)))
         grid = np.empty(p * q)
         grid[order] = self._singulars.numpy()[::c]  # truncated singular values back on the (p, q) grid
         self.register_buffer("_sgrid", torch.from_numpy(grid.reshape(p, q)))
-        self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][np.argsort(order)].reshape(p, q)))
+        self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][inverse_permutation(order)].reshape(p, q)))
 
     def _to_spectral(self, g: torch.Tensor, perm: str) -> torch.Tensor:
         """Coefficient grid ``(B, C, a, b)`` -> ``(B, n)`` in rank-major, channel-minor order."""
