@@ -48,7 +48,7 @@ def rank_major_index(perm: np.ndarray, channels: int, length: int) -> torch.Tens
 
 
 def channel_major_index(inv_perm: np.ndarray, channels: int) -> torch.Tensor:
-    """Inverse of :func:`rank_major_index`: grid cell ``c * length + f`` reads spectral entry ``inv_perm[f] * C + c``."""
+    """Inverse of :func:`rank_major_index`: grid cell ``c * length + f`` reads spectral ``inv_perm[f] * C + c``."""
     q = torch.as_tensor(np.asarray(inv_perm, dtype=np.int64))
     return (q[None, :] * channels + torch.arange(channels)[:, None]).reshape(-1)
 

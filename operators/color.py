@@ -12,7 +12,7 @@ from .registry import register
 
 
 def _colour_basis(weights: np.ndarray) -> np.ndarray:
-    """Rows: ``w/|w|`` then two orthonormal chroma directions (``[1,-1,0]/√2``, ``[1,1,-2]/√6`` for equal weights)."""
+    """Rows ``w/|w|``, then two orthonormal chroma directions (``[1,-1,0]/√2``, ``[1,1,-2]/√6`` for equal ``w``)."""
     v1 = weights / np.linalg.norm(weights)
     rows = [v1]
     for e in (np.array([1.0, -1.0, 0.0]), np.array([1.0, 1.0, -2.0]), np.eye(3)[0], np.eye(3)[1]):

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, inverse_permutation, rank_major_index
+from .base import (
+    DEFAULT_ZERO_TOL,
+    OperatorError,
+    SVDOperator,
+    channel_major_index,
+    inverse_permutation,
+    rank_major_index,
+)
 from .registry import register
 
 
@@ -114,10 +121,12 @@ class CircularBlur(SVDOperator):
         return torch.fft.irfft2(self._grid(z), s=self.image_shape[1:], norm="ortho")
 
     def Ut(self, y: torch.Tensor) -> torch.Tensor:
-        return self._coords(torch.fft.rfft2(y, norm="ortho") * torch.view_as_complex(self._buf("_phase", y)).conj(), y)
+        spec = torch.fft.rfft2(y, norm="ortho") * torch.view_as_complex(self._buf("_phase", y)).conj()
+        return self._coords(spec, y)
 
     def U(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfft2(self._grid(w) * torch.view_as_complex(self._buf("_phase", w)), s=self.image_shape[1:], norm="ortho")
+        spec = self._grid(w) * torch.view_as_complex(self._buf("_phase", w))
+        return torch.fft.irfft2(spec, s=self.image_shape[1:], norm="ortho")
 
     # U diag(s) Vᵀ is the circulant with eigenvalues λ = phase * s (truncated): two FFTs, no gathers.
     def H(self, x: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,9 @@ def _inp_lolcat(image_shape: tuple[int, int, int]) -> Inpainting:
     return Inpainting(image_shape, _packaged_mask("lolcat_extra.npy", "inp_lolcat", image_shape))
 
 
-@register("inp_lorem", observation_kind="full_image", description="inpainting: DDRM's 'lorem ipsum' text mask (256x256)")
+@register(
+    "inp_lorem", observation_kind="full_image", description="inpainting: DDRM's 'lorem ipsum' text mask (256x256)"
+)
 def _inp_lorem(image_shape: tuple[int, int, int]) -> Inpainting:
     return Inpainting(image_shape, _packaged_mask("lorem3.npy", "inp_lorem", image_shape))
 

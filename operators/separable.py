@@ -8,7 +8,14 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator, channel_major_index, inverse_permutation, rank_major_index
+from .base import (
+    DEFAULT_ZERO_TOL,
+    OperatorError,
+    SVDOperator,
+    channel_major_index,
+    inverse_permutation,
+    rank_major_index,
+)
 
 
 def _fold(x: np.ndarray) -> np.ndarray:
@@ -111,10 +118,9 @@ class SeparableSVD(SVDOperator):
         self.register_buffer("_perm_u", rank_major_index(order, c, p * q))
         self.register_buffer("_inv_perm_u", channel_major_index(inverse_permutation(order), c))
         self._set_singulars(torch.from_numpy(np.repeat(prod.reshape(-1)[order], c)))
-        grid = np.empty(p * q)
-        grid[order] = self._singulars.numpy()[::c]  # truncated singular values back on the (p, q) grid
-        self.register_buffer("_sgrid", torch.from_numpy(grid.reshape(p, q)))
-        self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][inverse_permutation(order)].reshape(p, q)))
+        rank = inverse_permutation(order)  # truncated singular values (and inverses) back on the (p, q) grid
+        self.register_buffer("_sgrid", torch.from_numpy(self._singulars.numpy()[::c][rank].reshape(p, q)))
+        self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][rank].reshape(p, q)))
 
     def _to_spectral(self, g: torch.Tensor, perm: str) -> torch.Tensor:
         """Coefficient grid ``(B, C, a, b)`` -> ``(B, n)`` in rank-major, channel-minor order."""

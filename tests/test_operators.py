@@ -171,13 +171,15 @@ def test_sr_bicubic_matches_pil_interior(k: int) -> None:
     ref = Image.fromarray(x[0, 0].float().numpy(), mode="F").resize((w // k, h // k), Image.BICUBIC)
     ours = get_operator(f"sr_bicubic{k}", (1, h, w)).H(x)[0, 0]
     # PIL drops out-of-range taps, we reflect them: compare outputs whose taps (±2k) stay inside
-    torch.testing.assert_close(ours[2:-2, 2:-2], torch.from_numpy(np.array(ref))[2:-2, 2:-2].double(), atol=1e-5, rtol=0)
+    ref = torch.from_numpy(np.array(ref)).double()
+    torch.testing.assert_close(ours[2:-2, 2:-2], ref[2:-2, 2:-2], atol=1e-5, rtol=0)
 
 
 def _shift_invariant_interior(op, shape: tuple[int, int, int]) -> None:
     """A centred bump shifted by (1, 2) gives the shifted blurred bump (support away from the borders)."""
     x = torch.zeros(1, *shape, dtype=torch.float64)
-    x[..., shape[1] // 2 - 1 : shape[1] // 2 + 1, shape[2] // 2 - 2 : shape[2] // 2 + 1] = torch.randn(shape[0], 2, 3, dtype=torch.float64)
+    top, left = shape[1] // 2 - 1, shape[2] // 2 - 2
+    x[..., top : top + 2, left : left + 3] = torch.randn(shape[0], 2, 3, dtype=torch.float64)
     shifted = torch.roll(x, (1, 2), dims=(2, 3))
     torch.testing.assert_close(op.H(shifted), torch.roll(op.H(x), (1, 2), dims=(2, 3)))
 
@@ -220,7 +222,8 @@ def test_circular_deblur_any_size(shape) -> None:
     torch.testing.assert_close(op.Ut(op.U(z)), z)
     dense = _dense(op)
     torch.testing.assert_close(op.singulars().sort(descending=True).values, torch.linalg.svdvals(dense))
-    torch.testing.assert_close(op.U(op.singulars() * op.Vt(torch.eye(op.n, dtype=torch.float64).reshape(op.n, *shape))).reshape(op.n, -1).T, dense)
+    basis = torch.eye(op.n, dtype=torch.float64).reshape(op.n, *shape)
+    torch.testing.assert_close(op.U(op.singulars() * op.Vt(basis)).reshape(op.n, -1).T, dense)
 
 
 def test_cs_rows_are_permuted_hadamard() -> None:
