@@ -255,6 +255,25 @@ def _is_codec(op: Any) -> bool:
     return isinstance(op, CodecOperator)
 
 
+def _grey_codec_for_colour(codec: Any):
+    """A grey codec seen from RGB images: ``J(x) = J_grey(mean_c x)`` repeated on the 3 channels."""
+    from operators.codec import CodecOperator
+
+    class GreyOfColour(CodecOperator):
+        def __init__(self, inner: CodecOperator) -> None:
+            super().__init__()
+            self.inner = inner
+            self.image_shape = (3, *tuple(inner.image_shape)[1:])
+
+        def encode(self, x: "torch.Tensor"):
+            return self.inner.encode(x.mean(1, keepdim=True))
+
+        def decode(self, coeffs) -> "torch.Tensor":
+            return self.inner.decode(coeffs).expand(-1, 3, -1, -1)
+
+    return GreyOfColour(codec)
+
+
 def _check_codec_noise(op: Any, sigma_y: float) -> None:
     """JPEG/quantisation observations are deterministic: measurement noise has no meaning there."""
     if sigma_y and _is_codec(op):
@@ -456,10 +475,14 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
     if jpeg_file:
         import operators
 
-        if prior_channels is not None and xs.shape[1] != prior_channels:
-            raise DDRMError(f"{label} has {xs.shape[1]} channel(s) but the prior works on {prior_channels}: "
-                            "use a prior with as many channels")
-        return operators.JPEG.from_file(src), xs
+        op = operators.JPEG.from_file(src)
+        if prior_channels is None or xs.shape[1] == prior_channels:
+            return op, xs
+        if xs.shape[1] == 1 and prior_channels == 3:
+            notes.append(f"{label}: grey JPEG restored with a colour prior (on its grey level), saved grey")
+            return _grey_codec_for_colour(op), xs.expand(-1, 3, -1, -1)
+        raise DDRMError(f"{label} has {xs.shape[1]} channel(s) but the prior works on {prior_channels}: "
+                        "use a prior with as many channels")
     if not clean:
         op, y, _ = _observation(op_name, xs, params, prior_channels, src, label, notes)
         _check_codec_noise(op, sy)

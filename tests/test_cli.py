@@ -189,6 +189,15 @@ def test_jpeg_file_is_restored_in_stored_order_and_turned_upright(tmp_path, tiny
     assert _size(tmp_path / "r.png") == ((16, 24), "RGB")
 
 
+def test_grey_jpeg_file_with_a_colour_prior_gives_grey(tmp_path, tiny_model):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8), "L").save(
+        tmp_path / "g.jpg", quality=20)
+    r = _ok(_run("solve", "--op", "jpeg", "--model", tiny_model, "--steps", 2, "--no-progress", tmp_path / "g.jpg",
+                 "-o", tmp_path / "r.png"))
+    assert _size(tmp_path / "r.png") == ((16, 16), "L")
+    assert "grey JPEG" in r.stderr
+
+
 def test_clean_jpeg_scores_against_the_decoded_jpeg(tmp_path, tiny_model):
     gt = _png(tmp_path / "gt.png", 16, 16)
     r = _ok(_run("solve", "--op", "jpeg20", "--clean", "--model", tiny_model, "--steps", 2, "--no-progress", gt,
