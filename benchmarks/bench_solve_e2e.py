@@ -1,0 +1,123 @@
+"""End-to-end `ddrm solve` on the CPU with the built-in prior: wall time, CPU time and peak memory per image size.
+
+    python benchmarks/bench_solve_e2e.py                          # sr4, deno, inp_mask at 256, 512, 1024; 20 steps
+    python benchmarks/bench_solve_e2e.py --sizes 2048 --steps 2   # large photos: does it fit in memory?
+    python benchmarks/bench_solve_e2e.py --ops sr4 --sizes 256 --repeats 3 --model /path/to/prior
+
+Each case is one fresh `ddrm solve` process (``--device cpu --no-progress``), timed from spawn to
+exit, so the time includes start-up, image IO, operator construction and prior loading. The
+observations are made here with Pillow/numpy from examples/parrot_256.png resized to the size:
+sr4 gets the 1/4-size image, deno the image with N(0, 0.05²) noise (``--sigma-y 0.05``), inp_mask
+the image with a random half of its pixels blanked and the mask as a .npy file. The peak
+resident memory is reported by the child itself (``ru_maxrss``) just before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import load_average, median, table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "examples" / "parrot_256.png"
+
+# `ddrm solve ARGS` in this interpreter, then its own peak RSS (KiB on Linux) on stderr.
+CHILD = """
+import resource, sys
+from ddrm_kit.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True)
+"""
+
+
+def _clean(size: int) -> np.ndarray:
+    img = Image.open(SOURCE).convert("RGB")
+    return np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+
+
+def make_case(op: str, size: int, folder: Path) -> list[str]:
+    """Write the observation (and mask) for ``op`` at ``size`` x ``size``; return the solve arguments."""
+    rng = np.random.default_rng(size)
+    obs = folder / f"{op}_{size}.png"
+    if op == "sr4":
+        Image.fromarray(_clean(size // 4)).save(obs)
+        return ["--op", "sr4", str(obs)]
+    x = _clean(size).astype(np.float64)
+    if op == "deno":
+        noisy = np.clip(x + rng.normal(0.0, 0.05 * 255, x.shape), 0, 255)
+        Image.fromarray(noisy.round().astype(np.uint8)).save(obs)
+        return ["--op", "deno", "--sigma-y", "0.05", str(obs)]
+    if op == "inp_mask":
+        keep = rng.random((size, size)) < 0.5
+        mask = folder / f"mask_{size}.npy"
+        np.save(mask, keep)
+        Image.fromarray((x * keep[..., None]).astype(np.uint8)).save(obs)
+        return ["--op", "inp_mask", "--mask", str(mask), str(obs)]
+    raise SystemExit(f"unknown case {op}: use sr4, deno or inp_mask")
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_solve(args: list[str]) -> dict:
+    c0, t0 = _child_cpu(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, "solve", *args], capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
+    if proc.returncode != 0:
+        raise SystemExit(f"ddrm solve {' '.join(args)} failed:\n{proc.stderr.strip()[-1500:]}")
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": int(peak[-1]) / 1024.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ops", nargs="+", default=["sr4", "deno", "inp_mask"], choices=["sr4", "deno", "inp_mask"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per case (median reported)")
+    ap.add_argument("--model", default=None, help="prior folder (default: the built-in prior)")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `ddrm solve` options, e.g. --no-channels-last")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    common = ["--device", "cpu", "--no-progress", "--steps", str(args.steps), "-o", str(folder / "out")]
+    if args.model:
+        common += ["--model", args.model]
+    records, rows = [], []
+    for size in args.sizes:
+        for op in args.ops:
+            solve = common + args.extra + make_case(op, size, folder)
+            runs = [run_solve(solve) for _ in range(args.repeats)]
+            rec = {"op": op, "size": size, "steps": args.steps, "load": load_average(),
+                   "wall_s": median([r["wall_s"] for r in runs]), "cpu_s": median([r["cpu_s"] for r in runs]),
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}
+            records.append(rec)
+            rows.append([op, f"{size}x{size}", args.steps, f"{rec['wall_s']:.1f}", f"{rec['cpu_s']:.1f}",
+                         f"{rec['peak_rss_mb'] / 1024:.2f}", rec["load"]])
+            print(f"# {op} {size}: {rec['wall_s']:.1f} s, {rec['peak_rss_mb']:.0f} MiB", file=sys.stderr, flush=True)
+    print(f"ddrm solve {' '.join(common + args.extra)} <case>; {args.repeats} run(s) per case "
+          f"(median wall/CPU, max peak RSS)")
+    print(table(["op", "output size", "steps", "wall s", "CPU s", "peak RSS GiB", "load (1 min)"], rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+    main()
