@@ -209,7 +209,8 @@ def _load_kernel(path: str) -> "torch.Tensor":
     return k / total
 
 
-def _op_params(op_name: str, params: Sequence[str], mask: str | None, kernel: str | None) -> dict[str, Any]:
+def _op_params(params: Sequence[str], mask: str | None, kernel: str | None) -> dict[str, Any]:
+    """Operator keywords from -p KEY=VALUE, --mask and --kernel."""
     out = _parse_params(params)
     if mask is not None:
         out["mask"] = _load_mask(mask)
@@ -408,13 +409,13 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
 
     from ddrm_kit.imageio import apply_orientation, load_image_with_info, save_image
 
-    files, several = _resolve_inputs(inputs)
-    op_params = _op_params(op_name, params, mask, kernel)
-    extra_inputs = [Path(p) for p in (mask, kernel) if p is not None]
-    outs = _plan_outputs(files, several, output, op_name, protect=extra_inputs)
-    jpeg_file_op = op_name == "jpeg" and not clean
     if op_name == "jpeg" and clean:
         raise click.ClickException("--clean needs a quality to simulate: use --op jpeg10 (jpeg<QF>), not jpeg")
+    jpeg_file_op = op_name == "jpeg"
+    files, several = _resolve_inputs(inputs)
+    op_params = _op_params(params, mask, kernel)
+    extra_inputs = [Path(p) for p in (mask, kernel) if p is not None]
+    outs = _plan_outputs(files, several, output, op_name, protect=extra_inputs)
     loaded = []
     for f in files:
         # A real JPEG is restored in its stored pixel order (its 8x8 block grid), turned upright at the end.
@@ -590,7 +591,7 @@ def degrade(op_name: str, sigma_y: float, seed: int, mask: str | None, kernel: s
         click.echo(f"note: {src.name}: {note}", err=True)
     out = Path(output)
     protect = [src] + [Path(p) for p in (mask, kernel) if p is not None]
-    op_params = _op_params(op_name, params, mask, kernel)
+    op_params = _op_params(params, mask, kernel)
     image_shape = tuple(x.shape[1:])
     _check_fits(op_params, image_shape, src)
     op = _make_operator(op_name, image_shape, op_params)
