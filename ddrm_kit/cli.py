@@ -485,7 +485,7 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
         raise DDRMError(f"{label} has {xs.shape[1]} channel(s) but the prior works on {prior_channels}: "
                         "use a prior with as many channels")
     if not clean:
-        op, y, _ = _observation(op_name, xs, params, prior_channels, src, label, notes)
+        op, y = _observation(op_name, xs, params, prior_channels, src, label, notes)
         _check_codec_noise(op, sy)
         return op, y
     x_true = _fit_channels(xs, prior_channels, label, notes)
@@ -503,7 +503,7 @@ def _prepare_batch(op_name: str, xs: "torch.Tensor", params: dict[str, Any], cle
 
 def _observation(op_name: str, xs: "torch.Tensor", params: dict[str, Any], prior_channels: int | None,
                  src: Path, label: str, notes: list[str]):
-    """(operator, y, image_shape) for observation images ``xs`` given to `solve`."""
+    """(operator, y) for observation images ``xs`` given to `solve`."""
     import torch
 
     obs_shape = tuple(xs.shape[1:])
@@ -529,14 +529,14 @@ def _observation(op_name: str, xs: "torch.Tensor", params: dict[str, Any], prior
     if kind == "full_image":
         if tuple(op.image_shape) != tuple(xs.shape[1:]):
             raise DDRMError(f"{op_name} does not fit {src.name} ({_describe(xs)})")
-        return op, op.H(xs), image_shape
+        return op, op.H(xs)
     if kind == "codec":
-        return op, xs, image_shape
+        return op, xs
     y = xs
     if tuple(y.shape[1:]) != tuple(op.measurement_shape):
         want = "x".join(str(d) for d in op.measurement_shape[::-1][:2])
         raise DDRMError(f"{src.name} ({_describe(y)}) does not fit {op_name}: it expects observations of {want}")
-    return op, y.to(torch.float32), image_shape
+    return op, y.to(torch.float32)
 
 
 def _score(files: Sequence[Path], idx: Sequence[int], truth, base, result, grey: bool) -> list[tuple]:
