@@ -61,6 +61,19 @@ def test_help_and_ops_do_not_import_torch_at_startup():
     assert "[0, 1] pixel units" in _ok(_run("solve", "--help")).output
 
 
+def test_readme_quick_start_and_test_command_match_the_repo():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(first_block) == 2 and "pip install torch==2.13.0" in first_block[0]
+    run = first_block[1].split()
+    assert run[:4] == ["ddrm", "solve", "--op", "sr4"] and (root / run[4]).is_file()
+    assert 'pytest -m "not slow"' in readme and 'pytest -m "not slow"' in (root / ".ci" / "run").read_text()
+
+
 def test_ops_table_lists_operators_with_their_inputs():
     out = _ok(_run("ops")).output
     assert "sr<k>" in out and "low-res image" in out
