@@ -63,7 +63,12 @@ NAMES = [n for n in operators.available() if not n.startswith(("jpeg", "quant"))
 
 @pytest.mark.parametrize("name", NAMES)
 def test_svd_protocol(name: str) -> None:
-    op, shape = _build(name)
+    check_svd_protocol(_build(name)[0])
+
+
+def check_svd_protocol(op) -> None:
+    """Every identity of the SVD protocol, in float64, and the dense SVD when the image is small."""
+    shape = op.image_shape
     gen = torch.Generator().manual_seed(0)
     b, n, m = 2, op.n, op.m
     x = torch.randn(b, *shape, generator=gen, dtype=torch.float64)
@@ -184,6 +189,29 @@ def _shift_invariant_interior(op, shape: tuple[int, int, int]) -> None:
     torch.testing.assert_close(op.H(shifted), torch.roll(op.H(x), (1, 2), dims=(2, 3)))
 
 
+def _centrosymmetric(a: np.ndarray) -> np.ndarray:
+    return a + a[::-1, ::-1]
+
+
+@pytest.mark.parametrize(
+    ("a_h", "a_w"),
+    [
+        (np.random.default_rng(0).random((4, 6)), np.random.default_rng(1).random((3, 7))),  # no symmetry
+        (np.eye(5), np.full((2, 8), 0.125)),  # centrosymmetric, odd/even sizes: folded blocks
+        (_centrosymmetric(np.random.default_rng(2).random((3, 7))), np.ones((1, 4)) / 4),
+    ],
+)
+def test_separable_svd_any_factors(a_h, a_w) -> None:
+    """Folded (centrosymmetric) and plain 1-D factors, odd and even sizes: y = A_h X A_wᵀ exactly."""
+    shape = (2, a_h.shape[1], a_w.shape[1])
+    op = operators.SeparableSVD(shape, a_h, a_w)
+    check_svd_protocol(op)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    torch.testing.assert_close(op.H(x), torch.from_numpy(a_h) @ x @ torch.from_numpy(a_w).T)
+    assert op.measurement_shape == (2, a_h.shape[0], a_w.shape[0])
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("name", ["deblur_uni", "deblur_gauss", "deblur_aniso"])
 def test_separable_blur_is_conv2d(name: str) -> None:
     shape = (3, 21, 19)
@@ -194,6 +222,10 @@ def test_separable_blur_is_conv2d(name: str) -> None:
     ref = F.conv2d(x, k2d.expand(3, 1, *k2d.shape), padding="same", groups=3)
     torch.testing.assert_close(op.H(x), ref)
     _shift_invariant_interior(op, shape)
+    even = get_operator(name, (1, 10, 9), kernel_size=4)  # even taps: not centrosymmetric, one dense block
+    k2d = torch.outer(torch.from_numpy(even.kernel_h), torch.from_numpy(even.kernel_w))
+    xe = torch.randn(2, 1, 10, 9, dtype=torch.float64)
+    torch.testing.assert_close(even.H(xe), F.conv2d(xe, k2d[None, None], padding="same"))
     s = op.singulars()
     assert bool((s[:-1] >= s[1:]).all()) and op.m == op.n  # sorted: measured entries first
 
