@@ -326,6 +326,37 @@ def test_determinism(codec):
     assert not torch.allclose(run(0), run(1))
 
 
+@pytest.mark.parametrize("name", ["sr4", "deblur_gauss", "inp_random50", "color", "cs4", "jpeg75"])
+def test_no_host_sync_inside_the_step_loop(monkeypatch, name):
+    # On a GPU every .item()/bool()/float() of a tensor stalls the stream; none may run between the
+    # first and the last network evaluation (sampler and operator alike).
+    in_loop = {"on": False}
+    syncs = []
+    for meth in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
+        orig = getattr(torch.Tensor, meth)
+
+        def patched(self, *args, _orig=orig, _meth=meth, **kwargs):
+            if in_loop["on"]:
+                syncs.append(_meth)
+            return _orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, meth, patched)
+
+    def eps(xt, t):
+        in_loop["on"] = True
+        return torch.zeros_like(xt)
+
+    shape = (3, 16, 16)
+    op = operators.get_operator(name, shape)
+    x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    codec = isinstance(op, CodecOperator)
+    y = op.J(x) if codec else op.H(x)
+    for sigma_y in [0.0] if codec else [0.0, 0.1]:
+        ddrm(Prior(eps, AC), op, y, steps=4, sigma_y=sigma_y, progress=False)
+        in_loop["on"] = False
+    assert syncs == []
+
+
 def test_progress_bar_toggle(capsys):
     g = gaussian()
     op = operators.get_operator("deno", SHAPE)
