@@ -112,6 +112,8 @@ def load_image_with_info(path: str | os.PathLike, upright: bool = True) -> tuple
             arr, bits = _to_array(img, notes)
     except UnidentifiedImageError:
         raise ImageFileError(f"{path}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(f"{path}: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageFileError(f"{path}: cannot decode image ({e})") from None
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)

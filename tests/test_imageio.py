@@ -151,6 +151,13 @@ def test_truncated_file_is_a_clean_error(tmp_path):
         load_image(tmp_path / "cut.png")
 
 
+def test_decompression_bomb_is_a_clean_error(tmp_path, monkeypatch):
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 4)  # 4x over the limit: Pillow refuses
+    with pytest.raises(ImageFileError, match="big.png"):
+        load_image(tmp_path / "big.png")
+
+
 def test_save_refuses_inputs_non_png_and_bad_folders(tmp_path):
     x = torch.zeros(1, 3, 4, 4)
     src = tmp_path / "in.png"
