@@ -10,7 +10,10 @@ from .base import DEFAULT_ZERO_TOL, OperatorError
 from .registry import register
 from .separable import SeparableSVD
 
-_TOL_HELP = f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros (official DDRM code: 3e-2)"
+_TOL_HELP = (
+    f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros "
+    "(the official code zeroes 1-D values < 3e-2; larger values regularise)"
+)
 
 
 def conv_matrix(kernel: Sequence[float], size: int) -> np.ndarray:
