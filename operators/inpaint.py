@@ -61,12 +61,14 @@ class Inpainting(SVDOperator):
 def _as_mask(mask: Any, shape: tuple[int, int, int]) -> torch.Tensor:
     """Boolean ``(C, H, W)`` keep-mask from an ``(H, W)``/``(C, H, W)`` bool or 0/1 array/tensor."""
     c, h, w = shape
-    t = torch.as_tensor(np.asarray(mask.detach().cpu()) if isinstance(mask, torch.Tensor) else np.asarray(mask))
+    bad = OperatorError("mask must be boolean or contain only 0 and 1 (1 = kept pixel)")
+    try:
+        t = torch.as_tensor(np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask))
+    except (TypeError, ValueError):
+        raise bad from None
     if t.dtype != torch.bool:
-        if t.is_complex():
-            raise OperatorError("mask must be boolean or contain only 0 and 1 (1 = kept pixel)")
-        if not bool(((t == 0) | (t == 1)).all()):
-            raise OperatorError("mask must be boolean or contain only 0 and 1 (1 = kept pixel)")
+        if t.is_complex() or not bool(((t == 0) | (t == 1)).all()):
+            raise bad
         t = t != 0
     if t.ndim == 2:
         t = t.unsqueeze(0)

@@ -293,6 +293,7 @@ def test_unknown_name_lists_close_names() -> None:
         ("inp_mask", (3, 8, 8), {"mask": np.ones((8, 9))}, "8x8 mask"),
         ("inp_mask", (3, 8, 8), {"mask": np.full((8, 8), 0.5)}, "0 and 1"),
         ("inp_mask", (3, 8, 8), {}, "needs mask"),
+        ("inp_mask", (3, 2, 2), {"mask": [["a", "b"], ["c", "d"]]}, "0 and 1"),
         ("inp_box", (3, 8, 8), {"size": 9}, "does not fit"),
         ("sr2", (3, 8, 8), {"seed": 1}, "no parameter seed"),
         ("sr_bicubic4", (3, 10, 8), {}, "divisible by 4"),
