@@ -158,6 +158,26 @@ def test_offline_hub_id_names_the_ways_out(tmp_path, monkeypatch):
     assert isinstance(err.value, DDRMError)
 
 
+def test_hub_id_loads_from_the_hub_cache_offline(tmp_path, monkeypatch):
+    # The real hub path (snapshot_download + UNet2DModel.from_pretrained(repo_id, subfolder=...)) on a
+    # hand-made cache entry, as left by an earlier online download.
+    import huggingface_hub.constants
+
+    repo = tmp_path / "models--ddrm-kit-tests--tiny"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    unet = tiny_unet()
+    save(repo / "snapshots" / commit, unet, DDPMScheduler(num_train_timesteps=30), "pipeline")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prior = load_prior("ddrm-kit-tests/tiny", device="cpu")
+    assert prior.name == "ddrm-kit-tests/tiny" and prior.num_train_timesteps == 30
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([7])
+    with torch.no_grad():
+        assert torch.allclose(prior(x, t), unet(x, t).sample, atol=1e-6)
+
+
 def _write_json(path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
