@@ -4,7 +4,8 @@
     python benchmarks/bench_unet_cpu.py --repeats 3 --variants fp32 channels_last bf16_autocast
 
 The UNet is google/ddpm-celebahq-256's architecture (113.7M parameters) with random weights, so
-no download is needed. Every variant gets its own copy of the same weights and the same input
+no download is needed; ``--model FOLDER`` times a saved UNet2DModel instead (e.g. the built-in
+prior, ``ddrm_kit/builtin``, at sizes larger than it was trained on). Every variant gets its own copy of the same weights and the same input
 ``x`` (N(0, 1), t = 500). After one untimed warm-up call per variant (for ``compile*`` that call
 compiles; its time is shown), the timed calls are interleaved round-robin across the variants, so
 a change in the load of the shared CPU hits every variant alike; the table shows medians.
@@ -74,12 +75,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--variants", nargs="+", default=["fp32", "inference_mode", "channels_last", "compile",
                                                       "bf16_autocast", "bf16_weights"], choices=VARIANTS)
+    ap.add_argument("--model", default=None, help="a save_pretrained folder (root or unet/) instead of celebahq-256")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
 
     import torch
 
-    unet = celebahq_unet()
+    if args.model:
+        from diffusers import UNet2DModel
+
+        sub = "unet" if os.path.isfile(os.path.join(args.model, "unet", "config.json")) else None
+        unet = UNet2DModel.from_pretrained(args.model, subfolder=sub).eval().requires_grad_(False)
+        label = f"UNet of {args.model}"
+    else:
+        unet = celebahq_unet()
+        label = "celebahq-256 UNet"
     params = sum(p.numel() for p in unet.parameters())
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g)
@@ -117,7 +127,7 @@ def main() -> None:
         rows.append([name, f"{med:.2f}", f"{min(times[name]):.2f}",
                      f"{base / med:.2f}x" if base else "-", f"{first[name]:.1f}",
                      f"{rel:.1e}", f"{mx:.1e}", "yes" if rel < 1e-4 else "NO"])
-    print(f"celebahq-256 UNet ({params / 1e6:.1f}M params), batch {args.batch}, {args.size}x{args.size}, "
+    print(f"{label} ({params / 1e6:.1f}M params), batch {args.batch}, {args.size}x{args.size}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} timed calls per variant "
           f"(interleaved); 1-min load average during the runs: {' '.join(loads)}")
     print(table(["variant", "median s", "min s", "speed-up vs fp32", "first call s", "rel L2 vs fp32",

@@ -285,7 +285,8 @@ def _check_codec_noise(op: Any, sigma_y: float) -> None:
 # Prior, device, batches
 
 
-def _load_prior(model: str | None, device: str | None, fp16: bool):
+def _load_prior(model: str | None, device: str | None, fp16: bool, channels_last: bool = True,
+                compile_net: bool = False):
     import torch
 
     from diffusers.utils import logging as diffusers_logging
@@ -298,7 +299,8 @@ def _load_prior(model: str | None, device: str | None, fp16: bool):
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if dev.type != "cuda":
             raise DDRMError("--fp16 needs a CUDA device: drop --fp16 on CPU")
-    return load_prior(model, device=device, dtype=torch.float16 if fp16 else None)
+    return load_prior(model, device=device, dtype=torch.float16 if fp16 else None, channels_last=channels_last,
+                      compile=compile_net)
 
 
 def _generators(seed: int, indices: Sequence[int], device: "torch.device", stream: int) -> list["torch.Generator"]:
@@ -366,6 +368,12 @@ _model_option = click.option(
          "folder, or 'builtin' (default: the small built-in prior shipped with ddrm-kit).")
 _device_option = click.option("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if available).")
 _fp16_option = click.option("--fp16", is_flag=True, help="Run the network in float16 (CUDA only).")
+_channels_last_option = click.option(
+    "--channels-last/--no-channels-last", default=True, show_default=True,
+    help="Run the network on channels_last (NHWC) tensors: faster on CPU and CUDA, same result up to float rounding.")
+_compile_option = click.option(
+    "--compile", "compile_net", is_flag=True,
+    help="torch.compile the network: a slow first step (minutes on CPU), then faster steps; for long CUDA runs.")
 _seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed of all randomness (torch.Generator).")
 
 
@@ -385,14 +393,16 @@ _seed_option = click.option("--seed", default=0, show_default=True, type=int, he
 @click.option("--batch-size", default=4, show_default=True, type=int, callback=_at_least(1, "--batch-size"), help="Images of the same size restored together.")
 @_device_option
 @_fp16_option
+@_channels_last_option
+@_compile_option
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("-o", "--output", default=None, metavar="OUT", help="Output .png (one input) or folder (several inputs / a folder). Default: INPUTNAME_OP.png in the current folder.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @_user_errors
 def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b: float | None, sigma_y: float,
           seed: int, mask: str | None, kernel: str | None, params: tuple[str, ...], clean: bool, average: int,
-          batch_size: int, device: str | None, fp16: bool, progress: bool, output: str | None,
-          inputs: tuple[str, ...]) -> None:
+          batch_size: int, device: str | None, fp16: bool, channels_last: bool, compile_net: bool, progress: bool,
+          output: str | None, inputs: tuple[str, ...]) -> None:
     """Restore INPUT images (files or folders) with DDRM.
 
     \b
@@ -439,7 +449,7 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
     for idx in batches:
         prepare(idx, None, None, [])
 
-    prior = _load_prior(model, device, fp16)
+    prior = _load_prior(model, device, fp16, channels_last, compile_net)
     dev = prior.device
     notes: list[str] = []
     rows = []
@@ -696,11 +706,14 @@ def ops_command() -> None:
 @click.option("--batch-size", default=4, show_default=True, type=int, callback=_at_least(1, "--batch-size"), help="Samples drawn together.")
 @_device_option
 @_fp16_option
+@_channels_last_option
+@_compile_option
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("-o", "--output", required=True, metavar="DIR", help="Output folder (sample_000.png, ...).")
 @_user_errors
 def sample(model: str | None, num: int, size: tuple[int, int] | None, steps: int, eta: float, seed: int,
-           batch_size: int, device: str | None, fp16: bool, progress: bool, output: str) -> None:
+           batch_size: int, device: str | None, fp16: bool, channels_last: bool, compile_net: bool, progress: bool,
+           output: str) -> None:
     """Draw unconditional samples from a prior (DDRM with no measurement), to see what it has learned."""
     from ddrm_kit.imageio import save_image
 
@@ -710,7 +723,7 @@ def sample(model: str | None, num: int, size: tuple[int, int] | None, steps: int
     if size is not None and min(size) < 1:
         raise click.ClickException(f"--size must be positive, got {size[0]} {size[1]}")
     _check_writable(folder)
-    prior = _load_prior(model, device, fp16)
+    prior = _load_prior(model, device, fp16, channels_last, compile_net)
     h, w = size if size is not None else (_prior_size(prior),) * 2
     channels = prior.channels or 3
     from ddrm_kit.sampler import ddrm

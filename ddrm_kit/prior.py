@@ -80,10 +80,12 @@ class Prior:
 class _UNetEps(torch.nn.Module):
     """A UNet2DModel as an epsilon-predictor: pads to the UNet's multiple, converts its output to ε."""
 
-    def __init__(self, unet: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str) -> None:
+    def __init__(self, unet: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.unet = unet
         self.prediction_type = prediction_type
+        self.channels_last = channels_last
         self.channels = int(unet.config.in_channels)
         # Each down block but the last halves the resolution.
         self.multiple = 2 ** (len(unet.config.block_out_channels) - 1)
@@ -101,12 +103,15 @@ class _UNetEps(torch.nn.Module):
             # Reflection needs each pad smaller than the side; tiny images fall back to replication.
             mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
             xin = F.pad(xin, pad, mode=mode)
+        if self.channels_last:
+            xin = xin.contiguous(memory_format=torch.channels_last)
         out = self.unet(xin, t).sample
         # Learned-variance (OpenAI-style) UNets output [ε, variance]: keep ε.
         out = out[:, : self.channels]
         if ph or pw:
             out = out[..., top : top + h, left : left + w]
-        out = out.float()
+        # Contiguous NCHW for the sampler and operators (channels_last outputs, channel slices, crops).
+        out = out.float().contiguous()
         if self.prediction_type == "epsilon":
             return out
         sa = self.sqrt_a[t].view(-1, 1, 1, 1)
@@ -255,14 +260,19 @@ def _has_weights(folder: Path) -> bool:
 
 
 def _build(unet: torch.nn.Module, sched_cfg: dict[str, Any], label: str, device: torch.device,
-           dtype: torch.dtype) -> Prior:
+           dtype: torch.dtype, channels_last: bool, compile: bool) -> Prior:
     ac, pred = _alphas_cumprod(sched_cfg, label)
     unet = unet.to(device).eval().requires_grad_(False)  # dtype was set by from_pretrained
-    eps = _UNetEps(unet, ac, pred).to(device)
+    if channels_last:
+        # NHWC convolutions (oneDNN on CPU, cuDNN tensor cores on CUDA); same results up to float rounding.
+        unet = unet.to(memory_format=torch.channels_last)
+    if compile:
+        unet.compile()
+    eps = _UNetEps(unet, ac, pred, channels_last).to(device)
     return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label)
 
 
-def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dtype) -> Prior:
+def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dtype, **build: bool) -> Prior:
     from diffusers import UNet2DModel
 
     unet_sub, _, _, sched_cfg = _inspect(folder, label)
@@ -275,7 +285,7 @@ def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dt
         unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype, low_cpu_mem_usage=_HAS_ACCELERATE)
     except (OSError, ValueError, RuntimeError) as err:
         raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
-    return _build(unet, sched_cfg, label, device, dtype)
+    return _build(unet, sched_cfg, label, device, dtype, **build)
 
 
 def _hub_offline() -> bool:
@@ -285,7 +295,7 @@ def _hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or env in ("1", "ON", "YES", "TRUE")
 
 
-def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype) -> Prior:
+def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype, **build: bool) -> Prior:
     from diffusers import UNet2DModel
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
@@ -315,34 +325,37 @@ def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype) -> Prior:
                                            local_files_only=offline, low_cpu_mem_usage=_HAS_ACCELERATE)
     except Exception as err:  # noqa: BLE001 - as above
         raise HubUnavailableError(unreachable) from err
-    return _build(unet, sched_cfg, repo_id, device, dtype)
+    return _build(unet, sched_cfg, repo_id, device, dtype, **build)
 
 
 def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> Prior:
+               dtype: torch.dtype | None = None, *, channels_last: bool = True, compile: bool = False) -> Prior:
     """Load a diffusers UNet2DModel prior: ``None``/"builtin", a local save_pretrained folder, or a hub id.
 
     Betas come from the scheduler config (``DDPMScheduler``); ``prediction_type`` epsilon,
     v_prediction and sample are converted to ε; learned-variance outputs keep their first channels.
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` float32 unless asked
-    (``torch.float16`` needs CUDA).
+    (``torch.float16`` needs CUDA). ``channels_last`` runs the UNet on NHWC tensors (faster, same
+    results up to float rounding: benchmarks/bench_unet_cpu.py); ``compile`` applies
+    ``torch.compile`` (a slow first call; pays off only for long runs).
     """
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype, dev)
+    build = {"channels_last": bool(channels_last), "compile": bool(compile)}
     if name_or_path is None or str(name_or_path) == "builtin":
         if not _has_weights(BUILTIN_DIR) and not _has_weights(BUILTIN_DIR / "unet"):
             raise ModelNotFoundError(
                 f"the built-in prior is not installed (no weights in {BUILTIN_DIR}): pass a hub id "
                 "(e.g. google/ddpm-celebahq-256) or a local save_pretrained folder instead")
-        return _load_folder(BUILTIN_DIR, "the built-in prior", dev, dt)
+        return _load_folder(BUILTIN_DIR, "the built-in prior", dev, dt, **build)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return _load_folder(path, str(path), dev, dt)
+        return _load_folder(path, str(path), dev, dt, **build)
     if path.exists():
         raise ModelNotFoundError(f"{path} is a file; pass the folder written by save_pretrained")
     name = str(name_or_path)
     if _HUB_ID.match(name) and not name.startswith((".", "~")):
-        return _load_hub(name, dev, dt)
+        return _load_hub(name, dev, dt, **build)
     raise ModelNotFoundError(
         f"no such model folder: {name} (and not a hub id like google/ddpm-celebahq-256); "
         "check the path, or omit --model for the built-in prior")
