@@ -14,15 +14,6 @@ from ddrm_kit import ddrm, load_prior
 from ddrm_kit.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: multi-threaded kernels only add contention on the shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_prior_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_prior")
