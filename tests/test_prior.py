@@ -13,13 +13,7 @@ from ddrm_kit import Prior, load_prior
 from ddrm_kit.errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: multi-threaded kernels only add contention on the shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def tiny_unet(out_channels: int = 3, blocks: int = 2, seed: int = 0) -> UNet2DModel:

@@ -20,13 +20,7 @@ SHAPE = (1, 4, 4)
 N = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tensors here are tiny: multi-threaded BLAS only adds contention on the shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def linear_schedule(T: int = 1000) -> torch.Tensor:
