@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .base import DEFAULT_ZERO_TOL, OperatorError
 from .registry import register
@@ -59,10 +61,43 @@ class SeparableBlur(SeparableSVD):
         kernel_w: Sequence[float],
         zero_tol: float = DEFAULT_ZERO_TOL,
     ) -> None:
-        _, h, w = image_shape
+        c, h, w = image_shape
         super().__init__(image_shape, conv_matrix(kernel_h, h), conv_matrix(kernel_w, w), zero_tol)
-        self.kernel_h = np.asarray(kernel_h, dtype=np.float64)
-        self.kernel_w = np.asarray(kernel_w, dtype=np.float64)
+        self.kernel_h = np.asarray(kernel_h, dtype=np.float64).reshape(-1)
+        self.kernel_w = np.asarray(kernel_w, dtype=np.float64).reshape(-1)
+        # When the tolerance removed nothing above round-off, U diag(s) Vᵀ *is* the convolution: H and Hᵀ
+        # then run as two depthwise 1-D convolutions, O(n K) instead of the dense 1-D factors.
+        self.direct = self.truncated_max <= 1e-10 * float(self._singulars.max())
+        kh, kw = torch.from_numpy(self.kernel_h), torch.from_numpy(self.kernel_w)
+        self.register_buffer("_kh", kh.reshape(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous())
+        self.register_buffer("_kw", kw.reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous())
+
+    def _conv(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
+        """``conv2d(x, k_h k_wᵀ, padding='same')`` (zero padding), or its adjoint (flipped kernel, mirrored pad)."""
+        kh, kw = self._buf("_kh", x), self._buf("_kw", x)
+        if adjoint:
+            kh, kw = kh.flip(2), kw.flip(3)
+        c = self.image_shape[0]
+        for k, dim in ((kh, 2), (kw, 3)):
+            size = k.shape[dim]
+            left = size // 2 if adjoint else (size - 1) // 2
+            pad = (left, size - 1 - left, 0, 0) if dim == 3 else (0, 0, left, size - 1 - left)
+            x = F.conv2d(F.pad(x, pad), k, groups=c)
+        return x
+
+    def H(self, x: torch.Tensor) -> torch.Tensor:
+        """The blur (direct convolution when nothing was truncated, else ``U diag(s) Vᵀ``)."""
+        if not self.direct:
+            return super().H(x)
+        self._check(x, self.image_shape, "image")
+        return self._conv(x, adjoint=False)
+
+    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+        """The adjoint blur (direct when nothing was truncated, else ``V diag(s) Uᵀ``)."""
+        if not self.direct:
+            return super().Ht(y)
+        self._check(y, self.measurement_shape, "measurement")
+        return self._conv(y, adjoint=True)
 
 
 @register(

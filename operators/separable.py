@@ -181,6 +181,8 @@ class SeparableSVD(SVDOperator):
         self.register_buffer("_perm_u", rank_major_index(order, c, p * q))
         self.register_buffer("_inv_perm_u", channel_major_index(inverse_permutation(order), c))
         self._set_singulars(torch.from_numpy(np.repeat(prod.reshape(-1)[order], c)))
+        #: largest singular value that the zero tolerance removed (0.0 when none)
+        self.truncated_max = float(prod[(prod > 0) & (prod <= self.zero_tol * prod.max())].max(initial=0.0))
         rank = inverse_permutation(order)  # truncated singular values (and inverses) back on the (p, q) grid
         self.register_buffer("_sgrid", torch.from_numpy(self._singulars.numpy()[::c][rank].reshape(p, q)))
         self.register_buffer("_sgrid_inv", torch.from_numpy(self._inv_singulars.numpy()[::c][rank].reshape(p, q)))
