@@ -12,10 +12,7 @@ from .base import DEFAULT_ZERO_TOL, OperatorError
 from .registry import register
 from .separable import SeparableSVD
 
-_TOL_HELP = (
-    f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros "
-    "(the official code zeroes 1-D values < 3e-2; larger values regularise)"
-)
+_TOL_HELP = f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are zeros (official code: 1-D values < 3e-2)"
 
 
 def conv_matrix(kernel: Sequence[float], size: int) -> np.ndarray:
