@@ -623,6 +623,7 @@ def degrade(op_name: str, sigma_y: float, seed: int, mask: str | None, kernel: s
     if kind == "vector":
         raise DDRMError(f"{op_name} observations are vectors, not images: try it with `ddrm solve --clean`")
     outs = _plan_outputs([src], False, output, op_name, protect=protect[1:])
+    noise = f" --sigma-y {sigma_y:g}" if sigma_y else ""
     y = op.H(x)
     if sigma_y:
         y = y + 2.0 * sigma_y * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype)
@@ -635,12 +636,12 @@ def degrade(op_name: str, sigma_y: float, seed: int, mask: str | None, kernel: s
         written = save_image(observed, outs[0], protect=protect)
         save_image(seen.float() * 2 - 1, mask_path, protect=protect)
         click.echo(f"wrote {written} ({_describe(observed)}) and its mask {mask_path}; restore it with: "
-                   f"ddrm solve --op inp_mask --mask {mask_path} {written}")
+                   f"ddrm solve --op inp_mask --mask {mask_path}{noise} {written}")
         return
     if len(op.measurement_shape) != 3:
         raise DDRMError(f"{op_name} observations of shape {op.measurement_shape} are not images")
     written = save_image(y, outs[0], protect=protect)
-    click.echo(f"wrote {written} ({_describe(y)}); restore it with: ddrm solve --op {op_name} {written}")
+    click.echo(f"wrote {written} ({_describe(y)}); restore it with: ddrm solve --op {op_name}{noise} {written}")
 
 
 def _write_jpeg(x: "torch.Tensor", out: Path, quality: int, protect: Sequence[Path]) -> None:

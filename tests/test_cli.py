@@ -157,7 +157,7 @@ def test_degrade_then_solve_round_trip_superres(tmp_path, tiny_model):
     gt = _png(tmp_path / "gt.png", 16, 16)
     r = _ok(_run("degrade", "--op", "sr4", "--sigma-y", 0.02, gt, "-o", tmp_path / "obs.png"))
     assert _size(tmp_path / "obs.png") == ((4, 4), "RGB")
-    assert "ddrm solve --op sr4" in r.stdout
+    assert "ddrm solve --op sr4 --sigma-y 0.02 " in r.stdout
     _ok(_run("solve", "--op", "sr4", "--sigma-y", 0.02, "--model", tiny_model, "--steps", 2, "--no-progress",
              tmp_path / "obs.png", "-o", tmp_path / "rest.png"))
     assert _size(tmp_path / "rest.png") == ((16, 16), "RGB")
