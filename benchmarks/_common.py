@@ -46,6 +46,39 @@ def celebahq_unet(seed: int = 0):
     return UNet2DModel(**CELEBAHQ_256_CONFIG).eval().requires_grad_(False)
 
 
+def first_forward_probe(exit_at_first: bool) -> str:
+    """Python code for a child process: stamps the wall clock at the first ``UNet2DModel.forward`` call.
+
+    The patch goes in through an import hook when diffusers' ``unet_2d`` module is first imported,
+    so the child makes no import that the code under test would not make by itself. The stamp is
+    printed as ``FIRST_FORWARD <time.time()>``; with ``exit_at_first`` the child exits right there.
+    """
+    action = "os._exit(0)" if exit_at_first else "pass"
+    return f"""
+import importlib.abc, importlib.machinery, os, sys, time
+class _FirstForward(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "diffusers.models.unets.unet_2d":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            forward = module.UNet2DModel.forward
+            def stamped(self, *args, **kwargs):
+                if not getattr(stamped, "seen", False):
+                    stamped.seen = True
+                    print("FIRST_FORWARD", repr(time.time()), file=sys.stderr, flush=True)
+                    {action}
+                return forward(self, *args, **kwargs)
+            module.UNet2DModel.forward = stamped
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, _FirstForward())
+"""
+
+
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1, sync: Callable[[], None] | None = None) -> list[float]:
     """Seconds per call of ``fn`` over ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):

@@ -138,6 +138,9 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # its advice on .to(float16) casts is noise here
     unet = celebahq_unet()
     compiles = [False] if args.no_compile_variants else [False, True]
     records = []

@@ -5,7 +5,9 @@
     python benchmarks/bench_solve_e2e.py --ops sr4 --sizes 256 --repeats 3 --model /path/to/prior
 
 Each case is one fresh `ddrm solve` process (``--device cpu --no-progress``), timed from spawn to
-exit, so the time includes start-up, image IO, operator construction and prior loading. The
+exit, so the time includes start-up, image IO, operator construction and prior loading; the child
+also stamps its first UNet call, which splits the time into start-up and seconds per step (and
+gives a 20-step estimate when fewer steps were run for the big sizes). The
 observations are made here with Pillow/numpy from examples/parrot_256.png resized to the size:
 sr4 gets the 1/4-size image, deno the image with N(0, 0.05²) noise (``--sigma-y 0.05``), inp_mask
 the image with a random half of its pixels blanked and the mask as a .npy file. The peak
@@ -28,19 +30,21 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load_average, median, table  # noqa: E402
+from _common import first_forward_probe, load_average, median, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "examples" / "parrot_256.png"
 
-# `ddrm solve ARGS` in this interpreter, then its own peak RSS (KiB on Linux) on stderr.
-CHILD = """
-import resource, sys
+# `ddrm solve ARGS` in this interpreter: stamps its first UNet call, then reports its own peak RSS
+# (KiB on Linux) and the end time on stderr.
+CHILD = first_forward_probe(exit_at_first=False) + """
+import resource
 from ddrm_kit.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
     print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True)
+    print("END", repr(time.time()), file=sys.stderr, flush=True)
 """
 
 
@@ -75,14 +79,18 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_solve(args: list[str]) -> dict:
-    c0, t0 = _child_cpu(), time.perf_counter()
+def run_solve(args: list[str], steps: int) -> dict:
+    """One `ddrm solve` process: wall and CPU time, time to its first UNet call, seconds per step, peak RSS."""
+    c0, t0, start = _child_cpu(), time.perf_counter(), time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, "solve", *args], capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if proc.returncode != 0:
         raise SystemExit(f"ddrm solve {' '.join(args)} failed:\n{proc.stderr.strip()[-1500:]}")
-    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": int(peak[-1]) / 1024.0}
+    stamps = {line.split()[0]: float(line.split()[1]) for line in proc.stderr.splitlines()
+              if line.startswith(("PEAK_RSS_KB", "FIRST_FORWARD", "END"))}
+    # From the first network call to the end: the steps, plus writing the PNG (small).
+    return {"wall_s": wall, "cpu_s": cpu, "startup_s": stamps["FIRST_FORWARD"] - start,
+            "per_step_s": (stamps["END"] - stamps["FIRST_FORWARD"]) / steps, "peak_rss_mb": stamps["PEAK_RSS_KB"] / 1024.0}
 
 
 def main() -> None:
@@ -104,17 +112,21 @@ def main() -> None:
     for size in args.sizes:
         for op in args.ops:
             solve = common + args.extra + make_case(op, size, folder)
-            runs = [run_solve(solve) for _ in range(args.repeats)]
-            rec = {"op": op, "size": size, "steps": args.steps, "load": load_average(),
-                   "wall_s": median([r["wall_s"] for r in runs]), "cpu_s": median([r["cpu_s"] for r in runs]),
-                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}
+            runs = [run_solve(solve, args.steps) for _ in range(args.repeats)]
+            rec = {"op": op, "size": size, "steps": args.steps, "load": load_average(), "runs": runs,
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+            for key in ("wall_s", "cpu_s", "startup_s", "per_step_s"):
+                rec[key] = median([r[key] for r in runs])
+            rec["est_20_steps_s"] = rec["startup_s"] + 20 * rec["per_step_s"]
             records.append(rec)
             rows.append([op, f"{size}x{size}", args.steps, f"{rec['wall_s']:.1f}", f"{rec['cpu_s']:.1f}",
+                         f"{rec['startup_s']:.1f}", f"{rec['per_step_s']:.2f}", f"{rec['est_20_steps_s']:.0f}",
                          f"{rec['peak_rss_mb'] / 1024:.2f}", rec["load"]])
             print(f"# {op} {size}: {rec['wall_s']:.1f} s, {rec['peak_rss_mb']:.0f} MiB", file=sys.stderr, flush=True)
     print(f"ddrm solve {' '.join(common + args.extra)} <case>; {args.repeats} run(s) per case "
           f"(median wall/CPU, max peak RSS)")
-    print(table(["op", "output size", "steps", "wall s", "CPU s", "peak RSS GiB", "load (1 min)"], rows))
+    print(table(["op", "output size", "steps", "wall s", "CPU s", "to 1st UNet call s", "s/step",
+                 "20-step est. s", "peak RSS GiB", "load (1 min)"], rows))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
 

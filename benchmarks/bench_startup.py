@@ -25,32 +25,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load_average, median, table  # noqa: E402
+from _common import first_forward_probe, load_average, median, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs `ddrm solve ARGS` in this interpreter; the first UNet call prints time.time() and exits. The
-# patch is applied by an import hook when ddrm_kit itself imports diffusers' UNet2DModel, so the probe
-# adds no import that the CLI would not make by itself.
-SOLVE_PROBE = """
-import os, sys, time, importlib.abc, importlib.machinery
-class Hook(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "diffusers.models.unets.unet_2d":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        loader = spec.loader
-        orig = loader.exec_module
-        def exec_module(module):
-            orig(module)
-            def first_call(self, *a, **k):
-                print("FIRST_FORWARD", repr(time.time()), flush=True)
-                os._exit(0)
-            module.UNet2DModel.forward = first_call
-        loader.exec_module = exec_module
-        return spec
-sys.meta_path.insert(0, Hook())
+# `ddrm solve ARGS` in this interpreter, exiting at its first UNet call.
+SOLVE_PROBE = first_forward_probe(exit_at_first=True) + """
 from ddrm_kit.cli import main
 main(sys.argv[1:])
 """
@@ -81,7 +61,7 @@ def time_first_forward(args: list[str]) -> tuple[float, float]:
     c0, t0 = _child_cpu(), time.time()
     proc = subprocess.run([sys.executable, "-c", SOLVE_PROBE, *args], capture_output=True, text=True)
     cpu = _child_cpu() - c0  # the probe exits at the first call: all of its CPU time came before it
-    for line in proc.stdout.splitlines():
+    for line in proc.stderr.splitlines():
         if line.startswith("FIRST_FORWARD"):
             return float(line.split()[1]) - t0, cpu
     raise SystemExit(f"ddrm solve {' '.join(args)} never called the network: {proc.stderr.strip()[-800:]}")

@@ -3,8 +3,10 @@
 Importing ``operators`` imports torch (seconds of start-up); `ddrm ops` only needs each entry's
 display name, description, parameters and observation kind. ``ops_catalog.json`` holds them with
 a digest of the ``operators/*.py`` sources they were read from. When the sources no longer match
-(or the file is missing), :func:`op_infos` reads the live registry instead, so the listing is never
-stale, only slower. Regenerate after changing an operator: ``python -m ddrm_kit.ops_catalog``.
+(an edited source tree), :func:`op_infos` reads the live registry instead, so the listing is never
+stale, and keeps that snapshot in the user's cache folder (``$XDG_CACHE_HOME/ddrm-kit``), so only
+the first call after a change is slow. Regenerate the shipped file after changing an operator:
+``python -m ddrm_kit.ops_catalog``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,21 +55,45 @@ def live_infos() -> list[OpInfo]:
     return [OpInfo(s.display, s.description, dict(s.params), s.observation_kind) for s in specs()]
 
 
-def op_infos() -> list[OpInfo]:
-    """The registry's entries: from ``ops_catalog.json`` if it matches the sources, else live."""
+def _cached(digest: str) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "ddrm-kit" / f"ops_catalog-{digest[:16]}.json"
+
+
+def _read(path: Path, digest: str) -> list[OpInfo] | None:
     try:
-        data = json.loads(CATALOG.read_text(encoding="utf-8"))
-        if data["sources"] == sources_digest():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["sources"] == digest:
             return [OpInfo(**entry) for entry in data["operators"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or unreadable snapshot: the live registry is always right
-    return live_infos()
+    return None
 
 
-def write_catalog(path: Path = CATALOG) -> None:
-    """Snapshot the live registry (and the digest of its sources) to ``path``."""
-    data = {"sources": sources_digest(), "operators": [asdict(i) for i in live_infos()]}
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+def op_infos() -> list[OpInfo]:
+    """The registry's entries: from a snapshot that matches the sources (shipped, then cached), else live."""
+    digest = sources_digest()
+    if digest is None:
+        return live_infos()
+    for path in (CATALOG, _cached(digest)):
+        infos = _read(path, digest)
+        if infos is not None:
+            return infos
+    infos = live_infos()
+    try:
+        write_catalog(_cached(digest), digest, infos)
+    except OSError:
+        pass  # a read-only home only costs the next call its speed
+    return infos
+
+
+def write_catalog(path: Path = CATALOG, digest: str | None = None, infos: list[OpInfo] | None = None) -> None:
+    """Snapshot the live registry (and the digest of its sources) to ``path``, atomically."""
+    data = {"sources": digest or sources_digest(), "operators": [asdict(i) for i in infos or live_infos()]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

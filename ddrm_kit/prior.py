@@ -110,8 +110,9 @@ class _UNetEps(torch.nn.Module):
         out = out[:, : self.channels]
         if ph or pw:
             out = out[..., top : top + h, left : left + w]
-        # Contiguous NCHW for the sampler and operators (channels_last outputs, channel slices, crops).
-        out = out.float().contiguous()
+        # float32, contiguous NCHW for the sampler and operators (channels_last outputs, channel slices,
+        # crops), in one copy at most.
+        out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.prediction_type == "epsilon":
             return out
         sa = self.sqrt_a[t].view(-1, 1, 1, 1)

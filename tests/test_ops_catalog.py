@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from ddrm_kit import ops_catalog
@@ -30,19 +31,24 @@ def test_ddrm_ops_does_not_import_torch() -> None:
     assert proc.stderr.strip().endswith("NO-TORCH"), REGENERATE
 
 
-def test_stale_or_missing_catalog_falls_back_to_the_live_registry(tmp_path, monkeypatch) -> None:
+def test_stale_or_missing_catalog_falls_back_to_the_live_registry_and_caches_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     live = ops_catalog.live_infos()
     stale = tmp_path / "ops_catalog.json"
     stale.write_text(json.dumps({"sources": "0" * 64, "operators": [
         {"display": "bogus", "description": "", "params": {}, "observation_kind": "image"}]}))
     monkeypatch.setattr(ops_catalog, "CATALOG", stale)
     assert ops_catalog.op_infos() == live
+    cached = list((tmp_path / "cache" / "ddrm-kit").glob("ops_catalog-*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["sources"] == ops_catalog.sources_digest()
+    monkeypatch.setattr(ops_catalog, "live_infos", lambda: pytest.fail("the cached snapshot was not used"))
     monkeypatch.setattr(ops_catalog, "CATALOG", tmp_path / "missing.json")
     assert ops_catalog.op_infos() == live
 
 
 def test_ddrm_ops_lists_the_same_with_and_without_the_snapshot(tmp_path, monkeypatch) -> None:
     fast = CliRunner().invoke(main, ["ops"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(ops_catalog, "CATALOG", tmp_path / "missing.json")
     slow = CliRunner().invoke(main, ["ops"])
     assert fast.exit_code == slow.exit_code == 0
