@@ -3,6 +3,7 @@
     python benchmarks/bench_solve_e2e.py                          # sr4, deno, inp_mask at 256, 512, 1024; 20 steps
     python benchmarks/bench_solve_e2e.py --sizes 2048 --steps 2   # large photos: does it fit in memory?
     python benchmarks/bench_solve_e2e.py --ops sr4 --sizes 256 --repeats 3 --model /path/to/prior
+    python benchmarks/bench_solve_e2e.py --ops sr4 --variant= --variant=--no-channels-last   # after / before
 
 Each case is one fresh `ddrm solve` process (``--device cpu --no-progress``), timed from spawn to
 exit, so the time includes start-up, image IO, operator construction and prior loading; the child
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -100,9 +102,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=1, help="runs per case (median reported)")
     ap.add_argument("--model", default=None, help="prior folder (default: the built-in prior)")
-    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `ddrm solve` options, e.g. --no-channels-last")
+    ap.add_argument("--variant", action="append", dest="variants", metavar="OPTIONS",
+                    help="`ddrm solve` options to compare (repeatable; run interleaved per case), e.g. "
+                         "--variant= --variant=--no-channels-last; default: one variant, the defaults")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    args.variants = args.variants or [""]
 
     folder = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     common = ["--device", "cpu", "--no-progress", "--steps", str(args.steps), "-o", str(folder / "out")]
@@ -111,21 +116,26 @@ def main() -> None:
     records, rows = [], []
     for size in args.sizes:
         for op in args.ops:
-            solve = common + args.extra + make_case(op, size, folder)
-            runs = [run_solve(solve, args.steps) for _ in range(args.repeats)]
-            rec = {"op": op, "size": size, "steps": args.steps, "load": load_average(), "runs": runs,
-                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
-            for key in ("wall_s", "cpu_s", "startup_s", "per_step_s"):
-                rec[key] = median([r[key] for r in runs])
-            rec["est_20_steps_s"] = rec["startup_s"] + 20 * rec["per_step_s"]
-            records.append(rec)
-            rows.append([op, f"{size}x{size}", args.steps, f"{rec['wall_s']:.1f}", f"{rec['cpu_s']:.1f}",
-                         f"{rec['startup_s']:.1f}", f"{rec['per_step_s']:.2f}", f"{rec['est_20_steps_s']:.0f}",
-                         f"{rec['peak_rss_mb'] / 1024:.2f}", rec["load"]])
-            print(f"# {op} {size}: {rec['wall_s']:.1f} s, {rec['peak_rss_mb']:.0f} MiB", file=sys.stderr, flush=True)
-    print(f"ddrm solve {' '.join(common + args.extra)} <case>; {args.repeats} run(s) per case "
+            case = make_case(op, size, folder)
+            runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+            for _ in range(args.repeats):  # variants interleaved: a change of load hits them alike
+                for v in args.variants:
+                    runs[v].append(run_solve(common + shlex.split(v) + case, args.steps))
+            for v in args.variants:
+                rec = {"op": op, "size": size, "steps": args.steps, "variant": v, "load": load_average(),
+                       "runs": runs[v], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[v])}
+                for key in ("wall_s", "cpu_s", "startup_s", "per_step_s"):
+                    rec[key] = median([r[key] for r in runs[v]])
+                rec["est_20_steps_s"] = rec["startup_s"] + 20 * rec["per_step_s"]
+                records.append(rec)
+                rows.append([op, f"{size}x{size}", v or "(defaults)", args.steps, f"{rec['wall_s']:.1f}",
+                             f"{rec['cpu_s']:.1f}", f"{rec['startup_s']:.1f}", f"{rec['per_step_s']:.2f}",
+                             f"{rec['est_20_steps_s']:.0f}", f"{rec['peak_rss_mb'] / 1024:.2f}", rec["load"]])
+                print(f"# {op} {size} {v}: {rec['wall_s']:.1f} s, {rec['peak_rss_mb']:.0f} MiB", file=sys.stderr,
+                      flush=True)
+    print(f"ddrm solve {' '.join(common)} [variant] <case>; {args.repeats} run(s) per case and variant "
           f"(median wall/CPU, max peak RSS)")
-    print(table(["op", "output size", "steps", "wall s", "CPU s", "to 1st UNet call s", "s/step",
+    print(table(["op", "output size", "variant", "steps", "wall s", "CPU s", "to 1st UNet call s", "s/step",
                  "20-step est. s", "peak RSS GiB", "load (1 min)"], rows))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
