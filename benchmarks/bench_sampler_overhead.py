@@ -10,8 +10,9 @@ the fresh noise and the x0 algebra. A step's time is the interval between two co
 ``callback`` calls (one full step: update, noise, V, prior, x0); the table gives the median over
 all steps of all repeats, and "setup" the time from the call to the first callback (Ut, ȳ, the
 initial state and the first V). The UNet is google/ddpm-celebahq-256's architecture with random
-weights (no download), timed with ``torch.no_grad`` at the same size before and after the sampler
-runs, so a change in the shared CPU's load shows up in both.
+weights (no download), in channels_last like ``load_prior``'s default (``--no-channels-last`` for
+NCHW), timed with ``torch.no_grad`` at the same size before and after the sampler runs, so a
+change in the shared CPU's load shows up in both.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ def sampler_step_times(op_name: str, size: int, batch: int, steps: int, repeats:
     return step_times, setups
 
 
-def unet_forward_times(size: int, batch: int, repeats: int, device: str) -> list[float]:
+def unet_forward_times(size: int, batch: int, repeats: int, device: str, channels_last: bool) -> list[float]:
     import torch
 
     dev = torch.device(device)
     unet = celebahq_unet().to(dev)
     x = torch.randn(batch, 3, size, size, device=dev)
+    if channels_last:  # what load_prior does by default
+        unet = unet.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     t = torch.full((batch,), 500, dtype=torch.long, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
 
@@ -90,6 +94,8 @@ def main() -> None:
     parser.add_argument("--unet-repeats", type=int, default=2, help="UNet forwards before and after the sampler runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="time the UNet in plain NCHW instead of channels_last (load_prior's default)")
     args = parser.parse_args()
 
     import torch
@@ -97,21 +103,22 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     loads = [load_average()]
-    unet_times = unet_forward_times(args.size, args.batch, args.unet_repeats, args.device)
+    unet_times = unet_forward_times(args.size, args.batch, args.unet_repeats, args.device, args.channels_last)
     rows = []
     results = {}
     for name in args.ops:
         steps, setups = sampler_step_times(name, args.size, args.batch, args.steps, args.repeats, args.device)
         results[name] = (median(steps), median(setups))
         loads.append(load_average())
-    unet_times += unet_forward_times(args.size, args.batch, args.unet_repeats, args.device)
+    unet_times += unet_forward_times(args.size, args.batch, args.unet_repeats, args.device, args.channels_last)
     loads.append(load_average())
     unet_s = median(unet_times)
     for name, (step_s, setup_s) in results.items():
         rows.append([name, f"{step_s * 1e3:.2f}", f"{100 * step_s / unet_s:.3f}%", f"{setup_s * 1e3:.1f}"])
     print(f"device {args.device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch}, "
           f"{args.steps} steps x {args.repeats} runs per operator; load average {', '.join(loads)}")
-    print(f"UNet (celebahq-256 architecture) forward: median {unet_s:.3f} s over {len(unet_times)} calls "
+    layout = "channels_last" if args.channels_last else "NCHW"
+    print(f"UNet (celebahq-256 architecture, {layout}) forward: median {unet_s:.3f} s over {len(unet_times)} calls "
           f"(min {min(unet_times):.3f}, max {max(unet_times):.3f})")
     print(table(["operator", "sampler step (ms)", "step / UNet forward", "setup (ms)"], rows))
 
