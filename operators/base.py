@@ -68,9 +68,10 @@ class SVDOperator(torch.nn.Module):
     ``U`` is ``m x m`` orthogonal, except for :class:`~operators.DenseSVD` of a tall matrix.
 
     The base class derives ``H(x) = U(s ⊙ Vᵀx[:m])``, ``Ht(y) = V([s ⊙ Uᵀy, 0])`` and the
-    pseudo-inverse ``H_pinv(y) = V([s⁺ ⊙ Uᵀy, 0])`` without ever forming a matrix. A subclass may
-    override them with a cheaper closed form of the same (truncated) product, e.g. ``avg_pool2d``;
-    ``tests/test_operators.py`` checks every registered operator against the SVD form.
+    pseudo-inverse ``H_pinv(y) = V([s⁺ ⊙ Uᵀy, 0])`` without ever forming a matrix (after checking
+    the input shape). A subclass may override ``_H``/``_Ht``/``_H_pinv`` with a cheaper closed form of
+    the same (truncated) product, e.g. ``avg_pool2d``; ``tests/test_operators.py`` checks every
+    registered operator against the SVD form.
 
     Zero tolerance: a singular value ``s_k <= zero_tol * max(s)`` is stored as an exact ``0``
     (the operator *is* the truncated ``U diag(s) Vᵀ``), and ``s⁺_k = 1/s_k`` for ``s_k > 0``, ``0``
@@ -147,18 +148,28 @@ class SVDOperator(torch.nn.Module):
     def H(self, x: torch.Tensor) -> torch.Tensor:
         """``y = H x = U diag(s) (Vᵀ x)[:m]``; ``x`` is ``(B, C, H, W)``."""
         self._check(x, self.image_shape, "image")
-        z = self.Vt(x)
-        return self.U(z[:, : self.m] * self._buf("_singulars", z))
+        return self._H(x)
 
     def Ht(self, y: torch.Tensor) -> torch.Tensor:
         """``Hᵀ y = V [diag(s) Uᵀ y; 0]``; ``y`` is ``(B, *measurement_shape)``."""
         self._check(y, self.measurement_shape, "measurement")
-        w = self.Ut(y)
-        return self.V(self._pad(w * self._buf("_singulars", w)))
+        return self._Ht(y)
 
     def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         """Pseudo-inverse ``H⁺ y = V [diag(s⁺) Uᵀ y; 0]`` (zero singular values give zero)."""
         self._check(y, self.measurement_shape, "measurement")
+        return self._H_pinv(y)
+
+    # The SVD forms; a subclass may override them with a cheaper closed form of the same product.
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.Vt(x)
+        return self.U(z[:, : self.m] * self._buf("_singulars", z))
+
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
+        w = self.Ut(y)
+        return self.V(self._pad(w * self._buf("_singulars", w)))
+
+    def _H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         w = self.Ut(y)
         return self.V(self._pad(w * self._buf("_inv_singulars", w)))
 

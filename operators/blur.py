@@ -82,19 +82,13 @@ class SeparableBlur(SeparableSVD):
             x = F.conv2d(F.pad(x, pad), k, groups=c)
         return x
 
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """The blur (direct convolution when nothing was truncated, else ``U diag(s) Vᵀ``)."""
-        if not self.direct:
-            return super().H(x)
-        self._check(x, self.image_shape, "image")
-        return self._conv(x, adjoint=False)
+        return self._conv(x, adjoint=False) if self.direct else super()._H(x)
 
-    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
         """The adjoint blur (direct when nothing was truncated, else ``V diag(s) Uᵀ``)."""
-        if not self.direct:
-            return super().Ht(y)
-        self._check(y, self.measurement_shape, "measurement")
-        return self._conv(y, adjoint=True)
+        return self._conv(y, adjoint=True) if self.direct else super()._Ht(y)
 
 
 @register(

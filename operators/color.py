@@ -65,19 +65,16 @@ class Colorization(SVDOperator):
         return y.reshape(y.shape[0], -1)
 
     # Closed forms of U diag(s) Vᵀ (one singular value |w| per pixel, no truncation).
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """``Σ_c w_c x_c``."""
-        self._check(x, self.image_shape, "image")
         return (x * self._buf("_weights", x)).sum(dim=1, keepdim=True)
 
-    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
         """``w_c y`` per channel."""
-        self._check(y, self.measurement_shape, "measurement")
         return y * self._buf("_weights", y)
 
-    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+    def _H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``w_c y / |w|²`` per channel."""
-        self._check(y, self.measurement_shape, "measurement")
         return y * self._buf("_pinv_weights", y)
 
 

@@ -129,19 +129,16 @@ class CircularBlur(SVDOperator):
         return torch.fft.irfft2(spec, s=self.image_shape[1:], norm="ortho")
 
     # U diag(s) Vᵀ is the circulant with eigenvalues λ = phase * s (truncated): two FFTs, no gathers.
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """``F⁻¹(λ ∘ F x)``."""
-        self._check(x, self.image_shape, "image")
         return self._filter(x, "_lam", conj=False)
 
-    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
         """``F⁻¹(conj(λ) ∘ F y)``."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._filter(y, "_lam", conj=True)
 
-    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+    def _H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``F⁻¹(λ⁺ ∘ F y)`` with ``λ⁺ = 1/λ`` where ``s > 0`` and 0 elsewhere."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._filter(y, "_lam_pinv", conj=False)
 
     def _filter(self, t: torch.Tensor, name: str, conj: bool) -> torch.Tensor:

@@ -52,9 +52,8 @@ class Inpainting(SVDOperator):
     def Ut(self, y: torch.Tensor) -> torch.Tensor:
         return y
 
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """The kept values (a gather of the first ``m`` permuted entries; same maths as the base)."""
-        self._check(x, self.image_shape, "image")
         return x.reshape(x.shape[0], -1).index_select(1, self._buf("_perm", x)[: self.m])
 
 

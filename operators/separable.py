@@ -229,17 +229,14 @@ class SeparableSVD(SVDOperator):
         return self._synthesis(self._from_spectral(w, "_inv_perm_u", p, q), "u")
 
     # U diag(s) Vᵀ on the (p, q) grid of measured coordinates: no permutation, no null-space columns.
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """``U_h (S ∘ (V_h,mᵀ X V_w,m)) U_wᵀ`` with ``V_m`` the measured columns, ``S`` the truncated singulars."""
-        self._check(x, self.image_shape, "image")
         return self._synthesis(self._analysis(x, "v", measured_only=True) * self._buf("_sgrid", x), "u")
 
-    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
         """``V_h,m (S ∘ (U_hᵀ Y U_w)) V_w,mᵀ``."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._synthesis(self._analysis(y, "u") * self._buf("_sgrid", y), "v", measured_only=True)
 
-    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+    def _H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``V_h,m (S⁺ ∘ (U_hᵀ Y U_w)) V_w,mᵀ``."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._synthesis(self._analysis(y, "u") * self._buf("_sgrid_inv", y), "v", measured_only=True)

@@ -70,19 +70,16 @@ class BlockAverage(SVDOperator):
         return y.reshape(y.shape[0], -1)
 
     # Closed forms of U diag(s) Vᵀ (all s = 1/k, no truncation), without the full spectral transform.
-    def H(self, x: torch.Tensor) -> torch.Tensor:
+    def _H(self, x: torch.Tensor) -> torch.Tensor:
         """Block means, ``avg_pool2d(x, k)``."""
-        self._check(x, self.image_shape, "image")
         return F.avg_pool2d(x, self.factor)
 
-    def Ht(self, y: torch.Tensor) -> torch.Tensor:
+    def _Ht(self, y: torch.Tensor) -> torch.Tensor:
         """Each block filled with ``y / k²``."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._upsample(y / self.factor**2)
 
-    def H_pinv(self, y: torch.Tensor) -> torch.Tensor:
+    def _H_pinv(self, y: torch.Tensor) -> torch.Tensor:
         """Each block filled with ``y`` (nearest-neighbour upsampling)."""
-        self._check(y, self.measurement_shape, "measurement")
         return self._upsample(y)
 
     def _upsample(self, y: torch.Tensor) -> torch.Tensor:
