@@ -10,13 +10,7 @@ import torch.nn.functional as F
 import operators
 from operators import OperatorError, get_operator
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only waits for its peer on the shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, loaded CPU
 
 
 # Small sizes that each family can take; default (3, 9, 7): odd, non-square, RGB.
