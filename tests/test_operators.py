@@ -377,3 +377,16 @@ def test_buffer_cache_follows_to() -> None:
     assert not op._cache and op.singulars().dtype == torch.float32
     torch.testing.assert_close(op.H(x), y32)
     torch.testing.assert_close(op.H(x.double()).float(), y32, atol=1e-5, rtol=1e-5)
+
+
+def test_operators_never_import_ddrm_kit() -> None:
+    """Data flows one way: ``ddrm_kit`` imports ``operators``, never the reverse (static check of the sources)."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(operators.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            assert not any(n.split(".")[0] == "ddrm_kit" for n in names), f"{path.name} imports ddrm_kit"
