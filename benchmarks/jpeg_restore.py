@@ -6,13 +6,13 @@
 Each clean image x (LIVE1: colour, Classic5: grey; from ``--data``) is compressed by our libjpeg-
 faithful codec, ``y = operators.JPEG(QF).J(x)``, which is checked sample for sample against Pillow's
 own save + open (``--no-check`` skips that); DDRM-JPEG (20 steps, eta 1.0, eta_b 0.4, t0 = 300) then
-restores y with the prior; ``--average K`` also scores the mean of K restorations (one batch of K
-seeded samples; the paper averages 8).  Grey images are repeated to the prior's 3 channels; for such images the
-colour JPEG equals the grey JPEG exactly (Cb = Cr = 128, luma table), and the restoration is scored
-on its channel mean.  PSNR is ``ddrm_kit.metrics.psnr`` on the uint8-rounded result (what a saved
-PNG scores), per image, averaged per set and quality.  ``--crop S`` takes centre crops of S x S
-(each crop is compressed as an image of its own); ``--limit N`` uses the first N images of each set
-(sorted names), for machines where the full sets take too long.
+restores y with the prior; ``--average K`` also scores the mean of K restorations (one batch of
+K seeded samples; the paper averages 8).  Grey images are repeated to the prior's 3 channels; for
+such images the colour JPEG equals the grey JPEG exactly (Cb = Cr = 128, luma table), and the
+restoration is scored on its channel mean.  PSNR is ``ddrm_kit.metrics.psnr_uint8`` (both images
+rounded to 8 bits, what saved PNGs score), per image, averaged per set and quality.  ``--crop S``
+takes centre crops of S x S (each crop is compressed as an image of its own); ``--limit N`` uses
+the first N images of each set (sorted names), for machines where the full sets take too long.
 """
 
 from __future__ import annotations
