@@ -110,10 +110,19 @@ def baseline(method: str, task: str, op, y: torch.Tensor, shape: tuple[int, int,
     raise ValueError(f"unknown baseline {method}")
 
 
-def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int) -> torch.Tensor:
-    from ddrm_kit import ddrm, load_prior
+def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int, bf16: bool) -> torch.Tensor:
+    from ddrm_kit import Prior, ddrm, load_prior
 
     prior = load_prior(model, device="cpu")
+    if bf16:
+        unet_prior = prior
+
+        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            # only the UNet under bf16 autocast (as it was trained); the operators' SVD algebra stays float32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return unet_prior(x, t)
+
+        prior = Prior(eps, prior.alphas_cumprod, name=prior.name)
     sigma = TASKS[task][1]
     g = torch.Generator().manual_seed(seed)
     return ddrm(prior, op, y, steps=steps, sigma_y=2.0 * sigma, generator=g, progress=False)
@@ -127,8 +136,9 @@ def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int) 
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
 @click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
+@click.option("--bf16", is_flag=True, help="Run the UNet under bfloat16 autocast (2x faster on AVX512-BF16 CPUs).")
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
-def main(methods, model, n, steps, tasks, results, threads, table) -> None:
+def main(methods, model, n, steps, tasks, results, threads, bf16, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
     if threads:
         torch.set_num_threads(threads)
@@ -144,7 +154,7 @@ def main(methods, model, n, steps, tasks, results, threads, table) -> None:
                 for method in todo:
                     t0 = time.time()
                     if method == "ddrm":
-                        xh = run_ddrm(task, op, y, model, seed, steps)
+                        xh = run_ddrm(task, op, y, model, seed, steps, bf16)
                     else:
                         xh = baseline(method, task, op, y, tuple(x.shape[1:]))
                     scores = psnr(xh, x)
@@ -153,7 +163,7 @@ def main(methods, model, n, steps, tasks, results, threads, table) -> None:
                         "per_image": [round(float(s), 3) for s in scores],
                         "n": len(x),
                         "seconds": round(time.time() - t0, 1),
-                        **({"model": model, "steps": steps} if method == "ddrm" else {}),
+                        **({"model": model, "steps": steps, "bf16": bf16} if method == "ddrm" else {}),
                     }
                     click.echo(f"{task:14s} {ds:8s} {method:12s} {float(scores.mean()):6.2f} dB ({time.time() - t0:.0f} s)")
                     path.parent.mkdir(parents=True, exist_ok=True)

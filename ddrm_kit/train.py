@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -70,7 +70,6 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -372,9 +371,10 @@ def train(
         if not resume:
             raise TrainingError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        saved = checkpoint["config"]
-        saved["channels"] = tuple(saved["channels"])
-        cfg = TrainConfig(**saved)
+        # keys a newer or older trainer does not know are dropped, so old runs stay resumable
+        known = {f.name for f in fields(TrainConfig)}
+        cfg = TrainConfig(**{k: v for k, v in checkpoint["config"].items() if k in known})
+        cfg.channels = tuple(cfg.channels)
         if folders:
             cfg.data = folders  # the data may move; the recipe (architecture, optimiser, seed) may not
     else:
@@ -572,13 +572,13 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
 @click.command("train")
 @click.option("--data", "data", multiple=True, type=click.Path(file_okay=False), help="Folder of training images, searched recursively (repeat for several). Optional with --resume.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: save_pretrained model (EMA), checkpoint.pt, holdout.csv.")
-@click.option("--size", default=64, show_default=True, help="Square crop size in pixels.")
+@click.option("--size", default=64, type=click.IntRange(min=8), show_default=True, help="Square crop size in pixels.")
 @click.option("--channels", default="32,64,128,128", show_default=True, help="UNet block widths, one per resolution level.")
-@click.option("--layers-per-block", default=1, show_default=True, help="ResNet layers per UNet block.")
+@click.option("--layers-per-block", default=1, type=click.IntRange(min=1), show_default=True, help="ResNet layers per UNet block.")
 @click.option("--attention/--no-attention", default=False, show_default=True, help="Self-attention at the two lowest resolutions (off: conv-only, any image size).")
-@click.option("--batch", default=32, show_default=True, help="Crops per step.")
+@click.option("--batch", default=32, type=click.IntRange(min=1), show_default=True, help="Crops per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="AdamW learning rate (linear warm-up over 500 steps).")
-@click.option("--ema", default=0.999, show_default=True, help="EMA decay of the saved weights.")
+@click.option("--ema", default=0.999, type=click.FloatRange(0, 1), show_default=True, help="EMA decay of the saved weights.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Stop at this total step count.")
 @click.option("--minutes", type=click.FloatRange(min=0), default=None, help="Stop after this many minutes of this run.")
 @click.option("--checkpoint-every", default=10.0, show_default=True, type=click.FloatRange(min=0), help="Minutes between checkpoints.")
