@@ -22,14 +22,7 @@ from ddrm_kit.metrics import psnr, psnr_uint8, ssim
 
 T = 1000
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared, loaded CPU one torch thread is much faster than two that wait on each other.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture (conftest.py): one torch thread
 
 
 def _alphas_cumprod() -> torch.Tensor:
