@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,23 +13,28 @@ from click.testing import CliRunner
 from ddrm_kit import ops_catalog
 from ddrm_kit.cli import main
 
-REGENERATE = "operators changed: run `python -m ddrm_kit.ops_catalog` and commit ddrm_kit/ops_catalog.json"
+REGENERATE = "the operator list changed: run `python -m ddrm_kit.ops_catalog` and commit ddrm_kit/ops_catalog.json"
 
 
-def test_shipped_catalog_matches_the_live_registry() -> None:
+def test_shipped_catalog_lists_what_the_registry_has() -> None:
+    # Only the listing is checked: a source edit that leaves it alike makes the digest differ, which
+    # costs one slow `ddrm ops` per machine (then cached), not a wrong listing.
     data = json.loads(ops_catalog.CATALOG.read_text(encoding="utf-8"))
-    assert data["sources"] == ops_catalog.sources_digest(), REGENERATE
     assert [ops_catalog.OpInfo(**e) for e in data["operators"]] == ops_catalog.live_infos(), REGENERATE
 
 
-def test_ddrm_ops_does_not_import_torch() -> None:
+def test_ddrm_ops_does_not_import_torch(tmp_path) -> None:
     code = ("import sys\nfrom ddrm_kit.cli import main\n"
             "try:\n    main(['ops'], standalone_mode=False)\n"
             "finally:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "sr_bicubic" in proc.stdout and "inp_mask" in proc.stdout
-    assert proc.stderr.strip().endswith("NO-TORCH"), REGENERATE
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    # The first run may need the live registry (sources edited since the shipped snapshot); the
+    # second one must answer from a snapshot, shipped or cached.
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "sr_bicubic" in proc.stdout and "inp_mask" in proc.stdout
+    assert proc.stderr.strip().endswith("NO-TORCH")
 
 
 def test_stale_or_missing_catalog_falls_back_to_the_live_registry_and_caches_it(tmp_path, monkeypatch) -> None:
