@@ -10,6 +10,9 @@ Each run is a fresh interpreter, timed from just before it is spawned. For `solv
 replaces ``UNet2DModel.forward`` -- the moment the sampler first calls the network -- with a
 function that reports the wall clock and exits, so the time covers interpreter start, imports,
 image loading, operator construction and prior loading, and nothing of the sampling itself.
+The CPU time of each child is shown too: on a shared, busy CPU it is the better guide to what an
+idle machine would take. To time another checkout (a "before"), run this from outside the repo
+with ``PYTHONPATH=/path/to/that/tree``: the children import ddrm_kit from there.
 """
 
 from __future__ import annotations
