@@ -169,13 +169,18 @@ def main(methods, model, n, steps, tasks, results, threads, bf16, table) -> None
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(store, indent=1))
     if table:
-        click.echo("| task | data | DDRM (builtin) | baselines |\n|---|---|---|---|")
+        click.echo("| task | data (images) | DDRM, built-in prior | classical baselines | DDRM - best baseline |\n|---|---|---|---|---|")
         for task, per_ds in store.items():
             for ds, rows in per_ds.items():
-                d = f"{rows['ddrm']['psnr']:.2f}" if "ddrm" in rows else "–"
-                base = ", ".join(f"{LABELS[m]} {r['psnr']:.2f}" for m, r in rows.items() if m != "ddrm")
-                click.echo(f"| {task} | {ds} ({next(iter(rows.values()))['n']}) | {d} | {base} |")
-
+                base = {m: r["psnr"] for m, r in rows.items() if m != "ddrm"}
+                d = rows.get("ddrm", {}).get("psnr")
+                best = max(base.values()) if base else None
+                gap = f"{d - best:+.2f}" if d is not None and best is not None else "–"
+                click.echo(
+                    f"| {task} | {ds} ({next(iter(rows.values()))['n']}) | {'–' if d is None else f'{d:.2f}'} | "
+                    + ", ".join(f"{LABELS[m]} {v:.2f}" for m, v in base.items())
+                    + f" | {gap} |"
+                )
 
 if __name__ == "__main__":
     main()
