@@ -79,6 +79,7 @@ class BenchConfig:
     steps: int = 20
     eta: float | None = None
     eta_b: float | None = None
+    clip_denoised: bool = False
     sigma_y: float = 0.0  # [0, 1] pixel units, doubled for the [-1, 1] API
     seed: int = 0
     batch: int = 1
@@ -327,7 +328,8 @@ def _run_ddrm(prior, op, y, gens, cfg: BenchConfig):
         kwargs["eta_b"] = cfg.eta_b
     generator = gens[0] if len(gens) == 1 else list(gens)
     return ddrm(
-        prior, op, y, steps=cfg.steps, sigma_y=2.0 * cfg.sigma_y, generator=generator, progress=False, **kwargs
+        prior, op, y, steps=cfg.steps, sigma_y=2.0 * cfg.sigma_y, generator=generator, progress=False,
+        clip_denoised=cfg.clip_denoised, **kwargs
     )
 
 
@@ -594,7 +596,8 @@ def _write_outputs(
         f"- images: {n_images}" + (f" (--limit {cfg.limit})" if cfg.limit else ""),
         f"- preprocessing: {_preprocess_text(cfg)}",
         f"- prior: `{cfg.model or 'builtin'}` ({cfg.dtype}); steps {cfg.steps}, eta {eta}, eta_b {eta_b}, seed {cfg.seed}"
-        " (per image: hash of seed and image index)",
+        + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
+        + " (per image: hash of seed and image index)",
         f"- device: {device.type}, ranks: {world}, batch {cfg.batch}; wall time {wall:.1f} s",
         "- PSNR: per image on the [0, 1]-clamped float output, then averaged (DDRM's way); "
         "PSNR uint8: after 8-bit rounding of both images; SSIM: Wang et al. 2004, per RGB channel",
@@ -674,6 +677,8 @@ def _command_line() -> str:
 @click.option("--eta", type=float, default=None, help="DDRM eta (default: the sampler's, 0.85; 1.0 for JPEG).")
 @click.option("--eta-b", "eta_b", type=float, default=None,
               help="DDRM eta_b (default: the sampler's, 1.0; 0.4 for JPEG).")
+@click.option("--clip-denoised", "clip_denoised", is_flag=True,
+              help="Clamp each clean-image prediction to [-1, 1] (diffusers' clip_sample; not in the papers).")
 @click.option("--sigma-y", "sigma_y", type=float, default=0.0, show_default=True,
               help="Measurement noise std in [0, 1] pixel units (doubled for the [-1, 1] images inside).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed; image i uses hash(seed, i).")
@@ -697,7 +702,7 @@ def bench_command(**opts: Any) -> None:
     cfg = BenchConfig(
         task=opts["task"], data=opts["data"], out=opts["out"], model=opts["model"], limit=opts["limit"],
         size=opts["size"], crop=opts["crop"], steps=opts["steps"], eta=opts["eta"], eta_b=opts["eta_b"],
-        sigma_y=opts["sigma_y"], seed=opts["seed"], batch=opts["batch"], grid=opts["grid"],
+        clip_denoised=opts["clip_denoised"], sigma_y=opts["sigma_y"], seed=opts["seed"], batch=opts["batch"], grid=opts["grid"],
         device=opts["device"], dtype=opts["dtype"], reference=opts["reference"], metric_weights=opts["metric_weights"],
         save_images=opts["save_images"], progress=not opts["no_progress"], command=_command_line(),
     )

@@ -327,12 +327,13 @@ def _batches(shapes: Sequence[tuple[int, ...]], size: int) -> list[list[int]]:
 
 
 def _run_ddrm(prior, op, y, steps: int, eta: float | None, eta_b: float | None, sigma_y: float,
-              gen, average: int, progress: bool):
+              gen, average: int, progress: bool, clip_denoised: bool = False):
     from ddrm_kit.sampler import ddrm
 
     total = None
     for _ in range(average):
-        out = ddrm(prior, op, y, steps=steps, eta=eta, eta_b=eta_b, sigma_y=sigma_y, generator=gen, progress=progress)
+        out = ddrm(prior, op, y, steps=steps, eta=eta, eta_b=eta_b, sigma_y=sigma_y, generator=gen, progress=progress,
+                   clip_denoised=clip_denoised)
         total = out if total is None else total + out
     return total / average
 
@@ -374,6 +375,10 @@ _channels_last_option = click.option(
 _compile_option = click.option(
     "--compile", "compile_net", is_flag=True,
     help="torch.compile the network: a slow first step (minutes on CPU), then faster steps; for long CUDA runs.")
+_clip_option = click.option(
+    "--clip-denoised", is_flag=True,
+    help="Clamp each clean-image prediction to the pixel range (diffusers' clip_sample; not in the papers). "
+         "Helps weak priors where the operator leaves values free, e.g. color.")
 _seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed of all randomness (torch.Generator).")
 
 
@@ -390,6 +395,7 @@ _seed_option = click.option("--seed", default=0, show_default=True, type=int, he
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra operator parameter, e.g. -p sigma=3.0 (repeatable; see `ddrm ops`).")
 @click.option("--clean", is_flag=True, help="INPUT is a clean image: degrade it (with --sigma-y noise), restore, and print PSNR/SSIM of H_pinv(y) and of the result.")
 @click.option("--average", default=1, show_default=True, type=int, callback=_at_least(1, "--average"), help="Average K restorations (the JPEG paper averages 8).")
+@_clip_option
 @click.option("--batch-size", default=4, show_default=True, type=int, callback=_at_least(1, "--batch-size"), help="Images of the same size restored together.")
 @_device_option
 @_fp16_option
@@ -401,7 +407,7 @@ _seed_option = click.option("--seed", default=0, show_default=True, type=int, he
 @_user_errors
 def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b: float | None, sigma_y: float,
           seed: int, mask: str | None, kernel: str | None, params: tuple[str, ...], clean: bool, average: int,
-          batch_size: int, device: str | None, fp16: bool, channels_last: bool, compile_net: bool, progress: bool,
+          clip_denoised: bool, batch_size: int, device: str | None, fp16: bool, channels_last: bool, compile_net: bool, progress: bool,
           output: str | None, inputs: tuple[str, ...]) -> None:
     """Restore INPUT images (files or folders) with DDRM.
 
@@ -460,7 +466,7 @@ def solve(op_name: str, model: str | None, steps: int, eta: float | None, eta_b:
         op = op.to(dev)
         y = y.to(dev)
         gens = _generators(seed, idx, dev, 0)
-        result = _run_ddrm(prior, op, y, steps, eta, eta_b, sy, gens, average, progress).cpu()
+        result = _run_ddrm(prior, op, y, steps, eta, eta_b, sy, gens, average, progress, clip_denoised).cpu()
         if clean:
             base = y.cpu() if _is_codec(op) else op.H_pinv(y).cpu()
             rows.extend(_score(files, idx, xs, base, result, grey))

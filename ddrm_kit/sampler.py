@@ -73,6 +73,7 @@ def ddrm(
     generator: torch.Generator | list[torch.Generator] | None = None,
     progress: bool = True,
     callback: Callback | None = None,
+    clip_denoised: bool = False,
 ) -> torch.Tensor:
     """DDRM (Kawar et al. 2022), and DDRM-JPEG (Kawar et al. 2022b) for ``operators.codec.CodecOperator``.
 
@@ -82,7 +83,9 @@ def ddrm(
     (the codec path adds ``eta_b (y - J(x̂0))``), clamped to [-1, 1], shape (B, *op.image_shape).
     ``callback(step_index, t, x0_pred)`` sees every intermediate prediction. ``generator`` is one
     ``torch.Generator`` for the batch or a list of one per image (then each image's result does not
-    depend on the batch it is in).
+    depend on the batch it is in). ``clip_denoised`` clamps every x̂0 to [-1, 1] before it is used
+    (diffusers' ``clip_sample``; not in the papers, off by default): it keeps a weak prior's
+    predictions in range where the operator leaves them unconstrained (colourisation's chroma).
     """
     from operators.codec import CodecOperator
 
@@ -120,7 +123,7 @@ def ddrm(
     y = y.to(device=device, dtype=torch.float32)
     with torch.no_grad():
         run = _run_codec if codec else _run_linear
-        return run(prior, op, y, ts, eta, eta_b, sigma_y, generator, progress, callback)
+        return run(prior, op, y, ts, eta, eta_b, sigma_y, generator, progress, callback, bool(clip_denoised))
 
 
 def _randn(out: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
@@ -146,7 +149,7 @@ def _timestep_batches(ts: list[int], batch: int, device: torch.device) -> torch.
 
 def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
                 generator: torch.Generator | list[torch.Generator] | None, progress: bool,
-                callback: Callback | None) -> torch.Tensor:
+                callback: Callback | None, clip: bool) -> torch.Tensor:
     device = prior.device
     batch = y.shape[0]
     n = math.prod(op.image_shape)
@@ -191,6 +194,9 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
         # Network input in VP coordinates: x_t = sqrt(ᾱ) (x0 + σ ε).
         eps = prior(xv * sqrt_a, t_dev[i])
         x0 = torch.add(xv, eps, alpha=-sig[i])
+        if clip:
+            # ε̄ stays implied by (x̄ - x̄0) / σ, so the null-space update remains self-consistent.
+            x0.clamp_(-1, 1)
         if callback is not None:
             callback(i, ts[i], x0)
         if i == steps - 1:
@@ -220,7 +226,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
 
 def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
                generator: torch.Generator | list[torch.Generator] | None, progress: bool,
-               callback: Callback | None) -> torch.Tensor:
+               callback: Callback | None, clip: bool) -> torch.Tensor:
     device = prior.device
     batch = y.shape[0]
     ac = prior.alphas_cumprod
@@ -236,6 +242,8 @@ def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta
     for i in _progress(steps, progress, "DDRM-JPEG"):
         eps = prior(x, t_dev[i])
         x0 = torch.add(x, eps, alpha=-math.sqrt(1 - abar[i])).mul_(1 / math.sqrt(abar[i]))
+        if clip:
+            x0.clamp_(-1, 1)
         if callback is not None:
             callback(i, ts[i], x0)
         # η_b x̃ + (1 - η_b) x̂0 with x̃ = x̂0 - J(x̂0) + y0.

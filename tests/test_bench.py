@@ -147,6 +147,19 @@ def test_bench_rows_match_metrics_computed_directly(tmp_path):
     assert "images: 3" in summary
 
 
+def test_clip_denoised_is_applied_and_recorded(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16)])
+    psnrs = {}
+    for clip in (False, True):
+        out = tmp_path / f"clip{clip}"
+        cfg = BenchConfig(task="color", data=data, out=out, steps=4, progress=False, clip_denoised=clip)
+        run_bench(cfg, prior=_gaussian_prior(c=3.0))  # a prior whose predictions leave [-1, 1]
+        psnrs[clip] = next(float(r["psnr"]) for r in _read_csv(out / "per_image.csv") if r["method"] == "ddrm")
+        assert ("x̂0 clipped" in (out / "summary.md").read_text()) == clip
+    assert psnrs[True] != psnrs[False]
+
+
 def test_batch_size_does_not_change_the_rows(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(16, 16), (16, 16), (24, 16), (16, 16), (16, 16)])

@@ -227,6 +227,23 @@ def test_color_takes_a_grey_image_and_gives_colour(tmp_path, tiny_model):
            "grey image")
 
 
+@pytest.mark.parametrize("flag", [[], ["--clip-denoised"]])
+def test_clip_denoised_flag_reaches_the_sampler(tmp_path, tiny_model, monkeypatch, flag):
+    import ddrm_kit.sampler
+
+    real, seen = ddrm_kit.sampler.ddrm, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["clip_denoised"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ddrm_kit.sampler, "ddrm", spy)
+    grey = _png(tmp_path / "g.png", 8, 10, channels=1)
+    _ok(_run("solve", "--op", "color", "--model", tiny_model, "--steps", 2, "--no-progress", *flag, grey,
+             "-o", tmp_path / "c.png"))
+    assert seen == [bool(flag)]
+
+
 def test_deblur_with_a_kernel_file_round_trip(tmp_path, tiny_model):
     gt = _png(tmp_path / "gt.png", 12, 12)
     np.save(tmp_path / "k.npy", np.array([[0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 0.0]]))

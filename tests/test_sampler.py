@@ -274,6 +274,23 @@ def test_codec_oracle_returns_x_plus_eta_b_correction(name):
     assert torch.allclose(out, (preds[-1] + y0 - op.J(preds[-1])).clamp(-1, 1), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["color", "sr2", "jpeg75"])
+@pytest.mark.parametrize("clip", [False, True])
+def test_clip_denoised_clamps_every_prediction(name, clip):
+    shape = (3, 8, 16)
+    # A prior that insists on an image outside [-1, 1]: its x̂0 is x at every step.
+    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0)) * 2.0
+    op = operators.get_operator(name, shape)
+    y = op.J(x) if name == "jpeg75" else op.H(x)
+    preds = []
+    ddrm(oracle(x), op, y, steps=5, generator=torch.Generator().manual_seed(1), progress=False,
+         callback=lambda i, t, x0: preds.append(x0.clone()), clip_denoised=clip)
+    assert len(preds) == 5 and (x.abs() > 1.5).any()
+    want = x.clamp(-1, 1) if clip else x
+    for x0 in preds:
+        assert torch.allclose(x0, want, atol=1e-3)
+
+
 def test_exactly_steps_evaluations_and_callback():
     g = gaussian()
     calls = []
