@@ -147,13 +147,13 @@ def main(methods, model, n, steps, tasks, results, threads, bf16, clip_denoised,
         torch.set_num_threads(threads)
     path = Path(results)
     store = json.loads(path.read_text()) if path.exists() else {}
+    ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"  # results key of this run's DDRM rows
     if methods:
         for task in tasks.split(","):
             for ds, folder in DATASETS.items():
                 x = load_set(folder, n)
                 seed = 1000 * list(TASKS).index(task) + list(DATASETS).index(ds)
                 op, y = observe(task, x, seed)
-                ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"
                 todo = TASKS[task][2] if methods == "baselines" else (ddrm_key,)
                 for method in todo:
                     t0 = time.time()
