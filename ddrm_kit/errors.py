@@ -1,9 +1,10 @@
-"""Exceptions raised by ddrm_kit for user mistakes.
+"""Every exception ddrm_kit raises for a user mistake.
 
 Every message is one line that says what to do; the CLI prints it without a traceback.
 All of them are ``ValueError`` subclasses (through :class:`DDRMError`), so callers can catch
 ``ValueError`` without importing ddrm_kit; the ones about missing files or an unreachable hub
-are also ``FileNotFoundError`` / ``ConnectionError``.
+are also ``FileNotFoundError`` / ``ConnectionError``. Operators raise ``operators.OperatorError``
+(also a ``ValueError``), since ``operators`` does not import ``ddrm_kit``.
 """
 
 from __future__ import annotations
@@ -23,3 +24,27 @@ class UnsupportedModelError(DDRMError):
 
 class HubUnavailableError(DDRMError, ConnectionError):
     """A hub id was asked for but the Hugging Face Hub cannot be reached (offline)."""
+
+
+class ImageNotFoundError(DDRMError, FileNotFoundError):
+    """An input image, mask or kernel file does not exist."""
+
+
+class ImageFileError(DDRMError):
+    """A file that is not a usable image (or mask/kernel), or an output path that cannot be written."""
+
+
+class BenchError(DDRMError):
+    """A bench option, data folder or image the bench cannot use."""
+
+
+class BenchDataNotFoundError(BenchError, FileNotFoundError):
+    """The ``--data`` folder or ``--metric-weights`` folder does not exist or holds no images."""
+
+
+class TrainingError(DDRMError):
+    """A training option or data folder the trainer cannot use."""
+
+
+class TrainingDataNotFoundError(TrainingError, FileNotFoundError):
+    """A --data folder that is missing or holds no readable image."""

@@ -8,7 +8,6 @@ their EXIF orientation, and returned as ``(1, C, H, W)`` float32 tensors in [-1,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ddrm_kit.errors import DDRMError
+from ddrm_kit.atomic import atomic_write
+from ddrm_kit.errors import ImageFileError, ImageNotFoundError
 
 __all__ = [
     "apply_orientation",
@@ -34,14 +34,6 @@ __all__ = [
 _EXIF_ORIENTATION = 0x0112
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-class ImageNotFoundError(DDRMError, FileNotFoundError):
-    """An input image path that does not exist."""
-
-
-class ImageFileError(DDRMError):
-    """A file that cannot be read as an image, or an output that must not or cannot be written."""
 
 
 @dataclass
@@ -179,20 +171,9 @@ def save_image(
     a = to_uint8(x)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".ddrm-", dir=path.parent)
     except OSError as e:
         raise ImageFileError(f"{path.parent}: cannot write there ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(a).save(f, format="PNG")
-        # mkstemp makes the file private; give it the permissions of a normally created file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: Image.fromarray(a).save(tmp, format="PNG"))
     return path
 
 

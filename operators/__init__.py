@@ -1,44 +1,77 @@
 """Degradation operators for DDRM: the SVD protocol, the registry and every concrete operator.
 
-``operators`` never imports ``ddrm_kit``. Each module below registers its names with
-:func:`operators.registry.register` when imported.
+``operators`` never imports ``ddrm_kit``. The registry and its catalogue are torch-free and load
+with the package; the operator classes are imported on first use (PEP 562), so listing the
+operators (``ddrm ops``) does not import torch.
 """
 
-from .base import DEFAULT_ZERO_TOL, OperatorError, SVDOperator
-from .registry import OperatorSpec, available, get_operator, get_spec, register, specs
-from .dense import DenseSVD
-from .identity import Identity
-from .superres import BlockAverage
-from .inpaint import Inpainting
-from .color import Colorization
-from .separable import SeparableSVD
-from .blur import SeparableBlur
-from .bicubic import BicubicDownsample
-from .fourier import CircularBlur
-from .cs import WalshHadamardCS
-from .jpeg import JPEG
-from .quantize import Quantize
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import catalog as _catalog  # noqa: F401  (declares the built-in entries)
+from .errors import OperatorError
+from .registry import REQUIRED, OperatorSpec, Param, available, get_operator, get_spec, register, specs
+
+_LAZY = {
+    "DEFAULT_ZERO_TOL": "base",
+    "SVDOperator": "base",
+    "CodecOperator": "codec",
+    "GreyCodec": "codec",
+    "DenseSVD": "dense",
+    "Identity": "identity",
+    "NoMeasurement": "identity",
+    "BlockAverage": "superres",
+    "Inpainting": "inpaint",
+    "Colorization": "color",
+    "SeparableSVD": "separable",
+    "SeparableBlur": "blur",
+    "BicubicDownsample": "bicubic",
+    "CircularBlur": "fourier",
+    "WalshHadamardCS": "cs",
+    "JPEG": "jpeg",
+    "Quantize": "quantize",
+}
 
 __all__ = [
-    "DEFAULT_ZERO_TOL",
     "OperatorError",
-    "SVDOperator",
     "OperatorSpec",
+    "Param",
+    "REQUIRED",
     "available",
     "get_operator",
     "get_spec",
     "register",
     "specs",
-    "DenseSVD",
-    "Identity",
-    "BlockAverage",
-    "Inpainting",
-    "Colorization",
-    "SeparableSVD",
-    "SeparableBlur",
-    "BicubicDownsample",
-    "CircularBlur",
-    "WalshHadamardCS",
-    "JPEG",
-    "Quantize",
+    *_LAZY,
 ]
+
+if TYPE_CHECKING:
+    from .base import DEFAULT_ZERO_TOL, SVDOperator
+    from .bicubic import BicubicDownsample
+    from .blur import SeparableBlur
+    from .codec import CodecOperator, GreyCodec
+    from .color import Colorization
+    from .cs import WalshHadamardCS
+    from .dense import DenseSVD
+    from .fourier import CircularBlur
+    from .identity import Identity, NoMeasurement
+    from .inpaint import Inpainting
+    from .jpeg import JPEG
+    from .quantize import Quantize
+    from .separable import SeparableSVD
+    from .superres import BlockAverage
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'operators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

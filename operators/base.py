@@ -7,23 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .errors import OperatorError, check_image_shape
+
 #: Default relative tolerance: singular values ``s <= DEFAULT_ZERO_TOL * max(s)`` become exact zeros.
 DEFAULT_ZERO_TOL = 1e-6
-
-
-class OperatorError(ValueError):
-    """A user mistake with an operator (name, parameter, image size, mask); the message says what to do."""
-
-
-def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    """Validate ``(C, H, W)`` and return it as a tuple of ints."""
-    try:
-        shape = tuple(int(d) for d in image_shape)
-    except (TypeError, ValueError):
-        raise OperatorError(f"image_shape must be (C, H, W) integers, got {image_shape!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise OperatorError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape!r}")
-    return shape  # type: ignore[return-value]
 
 
 def inverse_permutation(perm: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:

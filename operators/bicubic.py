@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import DEFAULT_ZERO_TOL, OperatorError
-from .registry import register
 from .separable import SeparableSVD
 
 
@@ -66,13 +65,5 @@ class BicubicDownsample(SeparableSVD):
         self.factor = k
 
 
-@register(
-    r"sr_bicubic(\d+)",
-    pattern=True,
-    display="sr_bicubic<k>",
-    examples=("sr_bicubic4", "sr_bicubic8", "sr_bicubic16"),
-    params={"zero_tol": f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros"},
-    description="super-resolution x k with PIL-style anti-aliased bicubic reduction; H, W divisible by k",
-)
 def _sr_bicubic(image_shape: tuple[int, int, int], k: str, zero_tol: float = DEFAULT_ZERO_TOL) -> BicubicDownsample:
     return BicubicDownsample(image_shape, int(k), zero_tol)

@@ -9,10 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import DEFAULT_ZERO_TOL, OperatorError
-from .registry import register
 from .separable import SeparableSVD
 
-_TOL_HELP = f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are zeros (official code: 1-D values < 3e-2)"
 
 
 def conv_matrix(kernel: Sequence[float], size: int) -> np.ndarray:
@@ -91,11 +89,6 @@ class SeparableBlur(SeparableSVD):
         return self._conv(y, adjoint=True) if self.direct else super()._Ht(y)
 
 
-@register(
-    "deblur_uni",
-    params={"kernel_size": "9: taps of the uniform kernel (both axes)", "zero_tol": _TOL_HELP},
-    description="deblurring: uniform 9x9 blur, zero padding",
-)
 def _deblur_uni(image_shape: tuple[int, int, int], kernel_size: int = 9, zero_tol: float = DEFAULT_ZERO_TOL):
     if kernel_size < 1:
         raise OperatorError(f"deblur_uni needs kernel_size >= 1, got {kernel_size}")
@@ -103,15 +96,6 @@ def _deblur_uni(image_shape: tuple[int, int, int], kernel_size: int = 9, zero_to
     return SeparableBlur(image_shape, k, k, zero_tol)
 
 
-@register(
-    "deblur_gauss",
-    params={
-        "kernel_size": "5: taps (the papers' kernel)",
-        "sigma": "10.0: Gaussian sigma in pixels (the papers' nearly uniform kernel)",
-        "zero_tol": _TOL_HELP,
-    },
-    description="deblurring: separable Gaussian blur (papers: 5 taps, sigma 10), zero padding",
-)
 def _deblur_gauss(
     image_shape: tuple[int, int, int], kernel_size: int = 5, sigma: float = 10.0, zero_tol: float = DEFAULT_ZERO_TOL
 ):
@@ -119,16 +103,6 @@ def _deblur_gauss(
     return SeparableBlur(image_shape, k, k, zero_tol)
 
 
-@register(
-    "deblur_aniso",
-    params={
-        "kernel_size": "9: taps on both axes",
-        "sigma_h": "1.0: Gaussian sigma along the height",
-        "sigma_w": "20.0: Gaussian sigma along the width",
-        "zero_tol": _TOL_HELP,
-    },
-    description="deblurring: anisotropic Gaussian (sigma 1 along height, 20 along width), zero padding",
-)
 def _deblur_aniso(
     image_shape: tuple[int, int, int],
     kernel_size: int = 9,

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from .base import OperatorError, SVDOperator
-from .registry import register
 
 
 def _colour_basis(weights: np.ndarray) -> np.ndarray:
@@ -78,10 +77,5 @@ class Colorization(SVDOperator):
         return y * self._buf("_pinv_weights", y)
 
 
-@register(
-    "color",
-    params={"weights": "(1/3, 1/3, 1/3): RGB weights of the grey level"},
-    description="colourisation: observe the grey level (mean of RGB); needs C = 3",
-)
-def _color(image_shape: tuple[int, int, int], **params: Sequence[float]) -> Colorization:
-    return Colorization(image_shape, **params)
+def _color(image_shape: tuple[int, int, int], weights: Sequence[float] = (1 / 3, 1 / 3, 1 / 3)) -> Colorization:
+    return Colorization(image_shape, weights)

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from .base import OperatorError, SVDOperator, inverse_permutation
-from .registry import register
 
 _MAX_FACTOR_BITS = 5  # the transform is a product of Hadamard matrices of size <= 32 (Kronecker factors)
 
@@ -90,14 +89,5 @@ class WalshHadamardCS(SVDOperator):
         return y
 
 
-@register(
-    r"cs(\d+)",
-    pattern=True,
-    display="cs<k>",
-    examples=("cs2", "cs4", "cs8"),
-    params={"seed": "0: seed of the pixel permutation"},
-    observation_kind="vector",
-    description="compressed sensing: 1/k of permuted Walsh-Hadamard coefficients; H*W a power of two",
-)
 def _cs(image_shape: tuple[int, int, int], k: str, seed: int = 0) -> WalshHadamardCS:
     return WalshHadamardCS(image_shape, int(k), seed)

@@ -16,7 +16,6 @@ from .base import (
     inverse_permutation,
     rank_major_index,
 )
-from .registry import register
 
 
 def _real_fourier_maps(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -147,15 +146,5 @@ class CircularBlur(SVDOperator):
         return torch.fft.irfft2(spec, s=self.image_shape[1:], norm="ortho")
 
 
-@register(
-    "deblur",
-    params={
-        "kernel": "required: 2-D blur kernel (array/tensor), e.g. a motion-blur PSF",
-        "zero_tol": f"{DEFAULT_ZERO_TOL:g}: singular values <= zero_tol * max are exact zeros",
-    },
-    description="deblurring with any 2-D kernel, circular boundary (Fourier SVD)",
-)
-def _deblur(image_shape: tuple[int, int, int], kernel: Any = None, zero_tol: float = DEFAULT_ZERO_TOL) -> CircularBlur:
-    if kernel is None:
-        raise OperatorError("deblur needs kernel=<2-D array>, e.g. a motion-blur PSF that sums to 1")
+def _deblur(image_shape: tuple[int, int, int], kernel: Any, zero_tol: float = DEFAULT_ZERO_TOL) -> CircularBlur:
     return CircularBlur(image_shape, kernel, zero_tol)

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from .base import OperatorError, SVDOperator, inverse_permutation
-from .registry import register
 
 
 class Inpainting(SVDOperator):
@@ -117,48 +116,21 @@ def box_mask(shape: tuple[int, int, int], size: int | Sequence[int] | None = Non
     return keep
 
 
-@register(
-    r"inp_random(\d+(?:\.\d+)?)",
-    pattern=True,
-    display="inp_random<pct>",
-    examples=("inp_random50", "inp_random70", "inp_random90"),
-    params={"seed": "0: seed of the random pixel mask"},
-    observation_kind="full_image",
-    description="inpainting: pct% of the pixels (all channels) missing at random",
-)
 def _inp_random(image_shape: tuple[int, int, int], pct: str, seed: int = 0) -> Inpainting:
     return Inpainting(image_shape, random_mask(image_shape, float(pct), seed))
 
 
-@register(
-    "inp_box",
-    params={"size": "H/2 x W/2 (128 at 256x256): side of the missing centre box, int or (h, w)"},
-    observation_kind="full_image",
-    description="inpainting: a centred box is missing",
-)
 def _inp_box(image_shape: tuple[int, int, int], size: int | Sequence[int] | None = None) -> Inpainting:
     return Inpainting(image_shape, box_mask(image_shape, size))
 
 
-@register("inp_lolcat", observation_kind="full_image", description="inpainting: DDRM's 'lolcat' text mask (256x256)")
 def _inp_lolcat(image_shape: tuple[int, int, int]) -> Inpainting:
     return Inpainting(image_shape, _packaged_mask("lolcat_extra.npy", "inp_lolcat", image_shape))
 
 
-@register(
-    "inp_lorem", observation_kind="full_image", description="inpainting: DDRM's 'lorem ipsum' text mask (256x256)"
-)
 def _inp_lorem(image_shape: tuple[int, int, int]) -> Inpainting:
     return Inpainting(image_shape, _packaged_mask("lorem3.npy", "inp_lorem", image_shape))
 
 
-@register(
-    "inp_mask",
-    params={"mask": "required: HxW (or CxHxW) bool or 0/1 array/tensor, 1 = kept pixel"},
-    observation_kind="full_image",
-    description="inpainting with your own mask",
-)
-def _inp_mask(image_shape: tuple[int, int, int], mask: Any = None) -> Inpainting:
-    if mask is None:
-        raise OperatorError("inp_mask needs mask=<HxW bool or 0/1 array>, 1 = kept pixel")
+def _inp_mask(image_shape: tuple[int, int, int], mask: Any) -> Inpainting:
     return Inpainting(image_shape, mask)

@@ -21,7 +21,6 @@ import torch
 
 from .base import OperatorError, check_image_shape
 from .codec import CodecOperator
-from .registry import register
 
 __all__ = [
     "JPEG",
@@ -532,13 +531,5 @@ def _read_jpeg_params(path: str | os.PathLike) -> dict:
         }
 
 
-@register(
-    r"jpeg(\d+)",
-    pattern=True,
-    display="jpeg<QF>",
-    examples=("jpeg10", "jpeg20", "jpeg75"),
-    params={"subsampling": "'4:2:0' (or '4:2:2', '4:4:4'; ignored for grey)", "dct": "'islow' (libjpeg's) or 'float'"},
-    description="JPEG compression at quality QF (libjpeg tables, non-linear: DDRM-JPEG)",
-)
-def _jpeg(image_shape: tuple[int, int, int], qf: str, **params) -> JPEG:
-    return JPEG(quality=int(qf), image_shape=image_shape, **params)
+def _jpeg(image_shape: tuple[int, int, int], qf: str, subsampling: str = "4:2:0", dct: str = "islow") -> JPEG:
+    return JPEG(quality=int(qf), image_shape=image_shape, subsampling=subsampling, dct=dct)

@@ -8,7 +8,6 @@ import torch
 
 from .base import OperatorError, check_image_shape
 from .codec import CodecOperator
-from .registry import register
 
 __all__ = ["Quantize"]
 
@@ -47,12 +46,5 @@ class Quantize(CodecOperator):
         return self.decode(self.encode(x), x.dtype if x.dtype.is_floating_point else torch.float32)
 
 
-@register(
-    r"quant(\d+)",
-    pattern=True,
-    display="quant<bits>",
-    examples=("quant3", "quant5"),
-    description="dequantisation: uniform quantisation of [-1, 1] to 2^bits levels (bin centres)",
-)
 def _quant(image_shape: tuple[int, int, int], bits: str) -> Quantize:
     return Quantize(int(bits), image_shape=image_shape)

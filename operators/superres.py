@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from .base import OperatorError, SVDOperator
-from .registry import register
 
 
 def dct_basis(k: int) -> np.ndarray:
@@ -87,13 +86,6 @@ class BlockAverage(SVDOperator):
         return y[:, :, :, None, :, None].expand(b, c, h // k, k, w // k, k).reshape(b, c, h, w)
 
 
-@register(
-    r"sr(\d+)",
-    pattern=True,
-    display="sr<k>",
-    examples=("sr2", "sr4", "sr8", "sr16"),
-    description="super-resolution x k by k x k block averaging (avg_pool2d); H, W divisible by k",
-)
 def _sr(image_shape: tuple[int, int, int], k: str) -> BlockAverage:
     return BlockAverage(image_shape, int(k))
 

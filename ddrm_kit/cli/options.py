@@ -1,0 +1,147 @@
+"""The options that several commands share: one spelling, one help text, one check for each.
+
+Every command that takes a thing takes it under the same flag: ``--op``, ``--model``, ``-o/--output``,
+``--batch-size``, ``--precision``, ``--device``, ``--seed``, ``--progress/--no-progress``, and the
+sampler's ``--steps``, ``--eta``, ``--eta-b``, ``--sigma-y``, ``--clip-denoised``, ``--average``.
+Older spellings (``--task``, ``--out``, ``--batch``) still work for one release but are not shown.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+NOISE_HELP = (
+    "Measurement noise std in [0, 1] pixel units (0.05 = 5% of the range); "
+    "doubled internally because the library works on [-1, 1] tensors."
+)
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class AliasedOption(click.Option):
+    """An option whose first ``visible`` names are shown in ``--help``; later names are old spellings."""
+
+    def __init__(self, *args: Any, visible: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._visible = visible
+
+    def get_help_record(self, ctx: click.Context):
+        opts = self.opts
+        self.opts = opts[: self._visible]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
+
+
+def at_least(low: float) -> Callable:
+    """A callback refusing values below ``low`` (and NaN), naming the option as typed."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and not (value >= low):
+            raise click.BadParameter(f"must be at least {low:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def unit_interval(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def pixel_noise(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """``--sigma-y``: a finite value in [0, 1] pixel units."""
+    if value is None:
+        return value
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"must be a finite value >= 0, got {value:g}")
+    if value > 1:
+        raise click.BadParameter(
+            f"is in [0, 1] pixel units, got {value:g}: for {value:g} grey levels of 255 use {value / 255:.3g}")
+    return value
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``-p key=value`` pairs; values are Python literals when they parse as one (5, 2.5, True), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise click.BadParameter(f"takes KEY=VALUE (e.g. -p sigma=3.0), got {item!r}", param_hint="'-p'")
+        try:
+            out[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw
+    return out
+
+
+def op_option(help: str = "Operator name (see `ddrm ops`).", required: bool = True):
+    return click.option("--op", "--task", "op_name", cls=AliasedOption, required=required, metavar="OP", help=help)
+
+
+def output_option(help: str, required: bool = True, **kwargs: Any):
+    return click.option("-o", "--output", "--out", "output", cls=AliasedOption, visible=2, required=required,
+                        metavar="OUT", help=help, **kwargs)
+
+
+def batch_size_option(default: int, help: str):
+    return click.option("--batch-size", "--batch", "batch_size", cls=AliasedOption, default=default, show_default=True,
+                        type=int, callback=at_least(1), help=help)
+
+
+model_option = click.option(
+    "--model", default=None, metavar="M",
+    help="Prior: a diffusers UNet2DModel hub id (google/ddpm-celebahq-256), a local save_pretrained "
+         "folder, or 'builtin' (default: the small built-in prior shipped with ddrm-kit).")
+device_option = click.option("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if available).")
+seed_option = click.option("--seed", default=0, show_default=True, type=int,
+                           help="Seed of all randomness; each image's noise comes from the seed and its file name.")
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+params_option = click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                             help="Operator parameter, e.g. -p sigma=3.0 (repeatable; see `ddrm ops`).")
+mask_option = click.option("--mask", default=None, metavar="FILE",
+                           help="Inpainting mask (image or .npy, the image's size): white/non-zero = kept pixel. For inp_mask.")
+kernel_option = click.option("--kernel", default=None, metavar="FILE",
+                             help="Blur kernel (.npy 2-D array or grey image; normalised to sum 1). For deblur.")
+sigma_y_option = click.option("--sigma-y", default=0.0, show_default=True, type=float, callback=pixel_noise, help=NOISE_HELP)
+steps_option = click.option("--steps", default=20, show_default=True, type=int, callback=at_least(1),
+                            help="Sampler steps (network evaluations).")
+eta_option = click.option("--eta", default=None, type=float, callback=unit_interval,
+                          help="DDRM eta in [0, 1]  [default: 0.85; 1.0 for jpeg]")
+eta_b_option = click.option("--eta-b", default=None, type=float, callback=unit_interval,
+                            help="DDRM eta_b in [0, 1]  [default: 1.0; 0.4 for jpeg]")
+average_option = click.option("--average", default=1, show_default=True, type=int, callback=at_least(1),
+                              help="Average K restorations per image (a posterior-mean estimate).")
+clip_option = click.option(
+    "--clip-denoised", is_flag=True,
+    help="Clamp each clean-image prediction to the pixel range (diffusers' clip_sample; not in the papers). "
+         "Helps weak priors where the operator leaves values free, e.g. color.")
+channels_last_option = click.option(
+    "--channels-last/--no-channels-last", default=True, show_default=True,
+    help="Run the network on channels_last (NHWC) tensors: faster on CPU and CUDA, same result up to float rounding.")
+compile_option = click.option(
+    "--compile", "compile_net", is_flag=True,
+    help="torch.compile the network: a slow first step (minutes on CPU), then faster steps; for long CUDA runs.")
+
+
+def precision_option(choices: Sequence[str] = PRECISIONS, default: str = "fp32", help: str | None = None):
+    """``--precision``: the network's number format (fp16 needs CUDA)."""
+    return click.option("--precision", type=click.Choice(list(choices)), default=default, show_default=True,
+                        help=help or "Network precision: fp32, fp16 (CUDA only) or bf16; DDRM's spectral algebra stays fp32.")
+
+
+#: ``--precision`` value -> the torch dtype's name.
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def sampler_options(fn: Callable) -> Callable:
+    """``--steps --eta --eta-b --clip-denoised --average``, as ``solve`` and ``bench`` take them."""
+    for option in reversed((steps_option, eta_option, eta_b_option, clip_option, average_option)):
+        fn = option(fn)
+    return fn
