@@ -17,11 +17,11 @@ register("deno", "operators.identity:_deno", input="noisy image, same size",
          description="denoising only (H = identity)")
 
 register(r"sr(\d+)", "operators.superres:_sr", pattern=True, display="sr<k>", examples=("sr2", "sr4", "sr8", "sr16"),
-         input="low-res image (1/k of the size)",
+         scale=None, input="low-res image (1/k of the size)",
          description="super-resolution x k by k x k block averaging (avg_pool2d); H, W divisible by k")
 
 register(r"sr_bicubic(\d+)", "operators.bicubic:_sr_bicubic", pattern=True, display="sr_bicubic<k>",
-         examples=("sr_bicubic4", "sr_bicubic8", "sr_bicubic16"), params=(_ZERO_TOL,),
+         examples=("sr_bicubic4", "sr_bicubic8", "sr_bicubic16"), params=(_ZERO_TOL,), scale=None,
          input="low-res image (1/k of the size)",
          description="super-resolution x k with PIL-style anti-aliased bicubic reduction; H, W divisible by k")
 
@@ -45,7 +45,8 @@ register("deblur", "operators.fourier:_deblur", input=_SAME_SIZE + " + --kernel 
          description="deblurring with any 2-D kernel, circular boundary (Fourier SVD)")
 
 register(r"inp_random(\d+(?:\.\d+)?)", "operators.inpaint:_inp_random", pattern=True, display="inp_random<pct>",
-         examples=("inp_random50", "inp_random70", "inp_random90"), observation_kind="full_image", input=_DAMAGED,
+         examples=("inp_random50", "inp_random70", "inp_random90"), observation_kind="full_image",
+         input=_DAMAGED,
          params=(Param("seed", 0, "seed of the random pixel mask"),),
          description="inpainting: pct% of the pixels (all channels) missing at random")
 
@@ -68,16 +69,16 @@ register("color", "operators.color:_color", image_channels=3, input="grey image"
          description="colourisation: observe the grey level (mean of RGB); needs C = 3")
 
 register(r"cs(\d+)", "operators.cs:_cs", pattern=True, display="cs<k>", examples=("cs2", "cs4", "cs8"),
-         observation_kind="vector", scale=1, input="a vector: only with --clean",
+         observation_kind="vector", input="a vector: only with --clean",
          params=(Param("seed", 0, "seed of the pixel permutation"),),
          description="compressed sensing: 1/k of permuted Walsh-Hadamard coefficients; H*W a power of two")
 
 register(r"jpeg(\d+)", "operators.jpeg:_jpeg", pattern=True, display="jpeg<QF>", examples=("jpeg10", "jpeg20", "jpeg75"),
-         kind="codec", scale=1, input="decoded JPEG image (same size)",
+         kind="codec", input="decoded JPEG image (same size)",
          params=(Param("subsampling", "4:2:0", "chroma subsampling: '4:2:0', '4:2:2' or '4:4:4' (ignored for grey)"),
                  Param("dct", "islow", "'islow' (libjpeg's integer DCT) or 'float'")),
          description="JPEG compression at quality QF (libjpeg tables, non-linear: DDRM-JPEG)")
 
 register(r"quant(\d+)", "operators.quantize:_quant", pattern=True, display="quant<bits>", examples=("quant3", "quant5"),
-         kind="codec", scale=1, input="quantised image (same size)",
+         kind="codec", input="quantised image (same size)",
          description="dequantisation: uniform quantisation of [-1, 1] to 2^bits levels (bin centres)")

@@ -67,7 +67,7 @@ class OperatorSpec:
     kind: str = "linear"
     observation_kind: str = "image"
     input: str = ""  # what `ddrm solve` takes as INPUT
-    scale: int | None = None  # super-resolution factor; None: the first pattern group (sr<k>)
+    scale: int | None = 1  # how many times smaller y is than x per side; None: the first pattern group (sr<k>)
     image_channels: int | None = None  # channels of x when they differ from y's (color: 3)
     pattern: re.Pattern[str] | None = None
     display: str = ""  # e.g. "inp_random<pct>" for a pattern; the name otherwise
@@ -130,7 +130,7 @@ def register(
     kind: str = "linear",
     observation_kind: str = "image",
     input: str = "",
-    scale: int | None = None,
+    scale: int | None = 1,
     image_channels: int | None = None,
     pattern: bool = False,
     display: str | None = None,
