@@ -20,6 +20,7 @@ from ddrm_kit.errors import ImageFileError, ImageNotFoundError
 
 __all__ = [
     "apply_orientation",
+    "find_images",
     "IMAGE_SUFFIXES",
     "ImageFileError",
     "ImageInfo",
@@ -27,6 +28,8 @@ __all__ = [
     "list_images",
     "load_image",
     "load_image_with_info",
+    "load_kernel",
+    "load_mask",
     "save_image",
     "to_uint8",
 ]
@@ -181,3 +184,44 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``folder`` (by suffix), sorted by name."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files anywhere under ``folder`` (by suffix, recursively), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageNotFoundError(f"{folder}: not an existing folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _load_npy_2d(path: Path, what: str) -> np.ndarray:
+    if not path.exists():
+        raise ImageNotFoundError(f"{path}: no such file")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ImageFileError(f"{path}: cannot read the .npy file ({e})") from None
+    if a.ndim != 2:
+        raise ImageFileError(f"{path}: a {what} .npy must be a 2-D (H, W) array, got shape {a.shape}")
+    return a
+
+
+def load_mask(path: str | os.PathLike) -> torch.Tensor:
+    """A mask file -> bool ``(H, W)``, True = observed pixel: image pixels brighter than mid-grey, non-zero .npy entries."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return torch.from_numpy(_load_npy_2d(path, "mask") != 0)
+    return load_image(path)[0].mean(0) > 0  # grey or colour: observed where bright
+
+
+def load_kernel(path: str | os.PathLike) -> torch.Tensor:
+    """A blur kernel file (.npy 2-D array, or a grey image) -> float64 ``(kh, kw)`` summing to 1."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        k = torch.from_numpy(_load_npy_2d(path, "kernel")).to(torch.float64)
+    else:
+        k = ((load_image(path)[0].mean(0) + 1) / 2).to(torch.float64)
+    total = float(k.sum())
+    if not total > 0:
+        raise ImageFileError(f"{path}: the kernel sums to {total:g}; it must have a positive sum")
+    return k / total

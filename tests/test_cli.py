@@ -52,6 +52,35 @@ def _size(path):
         return im.size, im.mode
 
 
+def _pixels(path):
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def _restored(model, op, y, keys, seed=0, steps=2, sigma_y=0.0):
+    """What `ddrm solve` must write for observations ``y``: ddrm_kit.restore with the images' file-name seeds."""
+    from ddrm_kit.imageio import to_uint8
+    from ddrm_kit.prior import load_prior
+    from ddrm_kit.restore import SAMPLER, Settings, generators, restore
+
+    prior = load_prior(model, device="cpu")
+    out = restore(prior, op, y, Settings(steps=steps), sigma_y, generators(seed, keys, SAMPLER, "cpu"), progress=False)
+    return out, [to_uint8(out[i : i + 1]) for i in range(out.shape[0])]
+
+
+def _simulated(op, path, seed=0, sigma_y=0.0):
+    """The observation `solve --clean` and `degrade` simulate for a clean file: noise keyed by its name."""
+    from ddrm_kit.imageio import load_image
+    from ddrm_kit.restore import NOISE, generators, observe
+
+    x = load_image(path)
+    return x, observe(op, x, 2 * sigma_y, generators(seed, [path.name], NOISE))
+
+
+def _score_row(stdout, name):
+    return [float(v) for v in next(line for line in stdout.splitlines() if line.startswith(name)).split()[1:]]
+
+
 def test_help_and_ops_do_not_import_torch_at_startup():
     code = "import sys, ddrm_kit.cli; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -74,19 +103,54 @@ def test_readme_quick_start_and_test_command_match_the_repo():
     assert 'pytest -m "not slow"' in readme and 'pytest -m "not slow"' in (root / ".ci" / "run").read_text()
 
 
-def test_ops_table_lists_operators_with_their_inputs():
-    out = _ok(_run("ops")).output
-    assert "sr<k>" in out and "low-res image" in out
-    assert "inp_mask" in out and "--mask FILE" in out
-    assert "color" in out and "grey image" in out
-    assert "params:" in out
+def test_ops_table_lists_every_operator_with_its_input_and_params():
+    import operators
+
+    lines = _ok(_run("ops")).output.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:] if line and not line[0].isspace()}
+    for spec in operators.specs():
+        assert spec.input in rows[spec.display] and spec.description in rows[spec.display]
+        for param in spec.params:
+            assert any(param.describe() in line for line in lines), param
+    assert "a .jpg file" in rows["jpeg"]  # the file-based JPEG operator of `ddrm solve`
 
 
-def test_solve_sr_writes_a_larger_png(tmp_path, tiny_model):
+def test_ddrm_ops_does_not_import_torch():
+    code = ("import sys\nfrom ddrm_kit.cli import main\n"
+            "try:\n    main(['ops'], standalone_mode=False)\n"
+            "finally:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "sr_bicubic" in proc.stdout and "inp_mask" in proc.stdout
+    assert proc.stderr.strip().endswith("NO-TORCH")
+
+
+def test_solve_sr_writes_what_restore_gives(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.imageio import load_image
+
     lr = _png(tmp_path / "lr.png", 8, 6)
-    r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--no-progress", lr, "-o", tmp_path / "hr.png"))
-    assert _size(tmp_path / "hr.png") == ((12, 16), "RGB")
-    assert "12x16 RGB" in r.stdout
+    r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--seed", 4, "--no-progress", lr,
+                 "-o", tmp_path / "hr.png"))
+    assert r.stdout == f"wrote {tmp_path / 'hr.png'} (12x16 RGB)\n"
+    _, (want,) = _restored(tiny_model, operators.get_operator("sr2", (3, 16, 12)), load_image(lr), ["lr.png"], seed=4)
+    assert np.array_equal(_pixels(tmp_path / "hr.png"), want)
+
+
+def test_solve_builds_each_operator_once(tmp_path, tiny_model, monkeypatch):
+    import operators
+
+    real, built = operators.get_operator, []
+    monkeypatch.setattr(operators, "get_operator", lambda *a, **k: built.append(a[0]) or real(*a, **k))
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        _png(src / f"{i}.png", 8, 8, seed=i)
+    _png(src / "wide.png", 8, 10)
+    # Two sizes, three batches: one operator per size.
+    _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 1, "--batch-size", 2, "--no-progress", src,
+             "-o", tmp_path / "out"))
+    assert built == ["sr2", "sr2"]
 
 
 def test_default_model_is_the_builtin_prior(tmp_path):
@@ -109,15 +173,42 @@ def test_solve_is_deterministic_under_a_seed(tmp_path, tiny_model):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
-def test_clean_mode_prints_psnr_and_ssim(tmp_path, tiny_model):
+def test_clean_mode_prints_the_scores_of_the_restore_pipeline(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.restore import score
+
     gt = _png(tmp_path / "gt.png", 16, 12)
     r = _ok(_run("solve", "--op", "sr2", "--clean", "--sigma-y", 0.05, "--model", tiny_model, "--steps", 2,
                  "--no-progress", gt, "-o", tmp_path / "out.png"))
-    assert "H_pinv(y) PSNR" in r.stdout and "DDRM PSNR" in r.stdout
-    row = next(line for line in r.stdout.splitlines() if line.startswith("gt.png")).split()
-    psnr_pinv, ssim_pinv, psnr_ddrm, ssim_ddrm = map(float, row[1:])
-    assert 0 < psnr_pinv < 60 and 0 < psnr_ddrm < 60 and -1 <= ssim_pinv <= 1 and -1 <= ssim_ddrm <= 1
-    assert _size(tmp_path / "out.png") == ((12, 16), "RGB")
+    assert r.stdout.splitlines()[1].split() == ["image", "H_pinv(y)", "PSNR", "SSIM", "DDRM", "PSNR", "SSIM"]
+    op = operators.get_operator("sr2", (3, 16, 12))
+    x, y = _simulated(op, gt, sigma_y=0.05)
+    out, (want,) = _restored(tiny_model, op, y, ["gt.png"], sigma_y=0.1)
+    base, ddrm = score(op.H_pinv(y), x), score(out, x)
+    assert _score_row(r.stdout, "gt.png") == pytest.approx(
+        [base["psnr"][0], base["ssim"][0], ddrm["psnr"][0], ddrm["ssim"][0]], abs=0.0051)
+    assert np.array_equal(_pixels(tmp_path / "out.png"), want)
+
+
+def test_clean_mode_twice_gives_the_same_image_and_scores(tmp_path, tiny_model):
+    gt = _png(tmp_path / "gt.png", 8, 8)
+    runs = [_ok(_run("solve", "--op", "deno", "--clean", "--sigma-y", 0.1, "--seed", 2, "--model", tiny_model,
+                     "--steps", 2, "--no-progress", gt, "-o", tmp_path / f"{k}.png")) for k in "ab"]
+    assert runs[0].stdout.replace("a.png", "b.png") == runs[1].stdout
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_an_image_gets_the_same_result_alone_or_in_a_folder(tmp_path, tiny_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in (1, 2, 3):
+        _png(src / f"k{k}.png", 8, 8, seed=k)
+    args = ("--op", "sr2", "--clean", "--sigma-y", 0.1, "--seed", 7, "--model", tiny_model, "--steps", 2,
+            "--batch-size", 1, "--no-progress")
+    _ok(_run("solve", *args, src, "-o", tmp_path / "all"))
+    _ok(_run("solve", *args, src / "k3.png", "-o", tmp_path / "alone.png"))
+    assert np.array_equal(_pixels(tmp_path / "all" / "k3_sr2.png"), _pixels(tmp_path / "alone.png"))
+    assert not np.array_equal(_pixels(tmp_path / "all" / "k2_sr2.png"), _pixels(tmp_path / "alone.png"))
 
 
 def test_folder_input_is_batched_by_size(tmp_path, tiny_model):
@@ -147,10 +238,17 @@ def test_results_do_not_depend_on_batch_size(tmp_path, tiny_model):
 
 
 def test_grey_input_with_colour_prior_gives_grey_output(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.imageio import load_image, to_uint8
+
     lr = _png(tmp_path / "g.png", 8, 8, channels=1)
     r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--no-progress", lr, "-o", tmp_path / "o.png"))
     assert _size(tmp_path / "o.png") == ((16, 16), "L")
-    assert "grey" in r.stdout
+    assert "16x16 grey" in r.stdout and "g.png: grey image restored with a colour prior, saved grey" in r.stderr
+    # The colour prior restores the grey image as RGB; the result's grey level is saved.
+    out, _ = _restored(tiny_model, operators.get_operator("sr2", (3, 16, 16)), load_image(lr).expand(-1, 3, -1, -1),
+                       ["g.png"])
+    assert np.array_equal(_pixels(tmp_path / "o.png"), to_uint8(out.mean(1, keepdim=True)))
 
 
 def test_degrade_then_solve_round_trip_superres(tmp_path, tiny_model):
@@ -212,10 +310,16 @@ def test_grey_jpeg_file_with_a_colour_prior_gives_grey(tmp_path, tiny_model):
 
 
 def test_clean_jpeg_scores_against_the_decoded_jpeg(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.restore import score
+
     gt = _png(tmp_path / "gt.png", 16, 16)
     r = _ok(_run("solve", "--op", "jpeg20", "--clean", "--model", tiny_model, "--steps", 2, "--no-progress", gt,
                  "-o", tmp_path / "r.png"))
-    assert "y PSNR" in r.stdout
+    assert r.stdout.splitlines()[1].split()[:3] == ["image", "y", "PSNR"]
+    x, y = _simulated(operators.get_operator("jpeg20", (3, 16, 16)), gt)
+    want = score(y, x)
+    assert _score_row(r.stdout, "gt.png")[:2] == pytest.approx([want["psnr"][0], want["ssim"][0]], abs=0.0051)
 
 
 def test_color_takes_a_grey_image_and_gives_colour(tmp_path, tiny_model):
@@ -261,13 +365,21 @@ def test_compressed_sensing_runs_with_clean(tmp_path, tiny_model):
     assert "gt.png" in r.stdout and _size(tmp_path / "r.png") == ((16, 16), "RGB")
 
 
-def test_sample_writes_n_images(tmp_path, tiny_model):
+def test_sample_writes_n_images_seeded_by_their_names(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.imageio import to_uint8
+    from ddrm_kit.prior import load_prior
+    from ddrm_kit.restore import SAMPLER, Settings, generators, restore
+
     r = _ok(_run("sample", "--model", tiny_model, "-n", 3, "--size", 8, 12, "--steps", 2, "--batch-size", 2,
-                 "--no-progress", "-o", tmp_path / "s"))
+                 "--seed", 5, "--no-progress", "-o", tmp_path / "s"))
     files = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert files == ["sample_000.png", "sample_001.png", "sample_002.png"]
-    assert _size(tmp_path / "s" / "sample_002.png") == ((12, 8), "RGB")
-    assert r.stdout.count("wrote") == 3
+    assert r.stdout.splitlines() == [f"wrote {tmp_path / 's' / f} (12x8 RGB)" for f in files]
+    op = operators.NoMeasurement((3, 8, 12))
+    x = restore(load_prior(tiny_model, device="cpu"), op, op.empty_measurement(1), Settings(steps=2, eta=1.0, eta_b=1.0),
+                generator=generators(5, ["sample_002"], SAMPLER), progress=False)
+    assert np.array_equal(_pixels(tmp_path / "s" / "sample_002.png"), to_uint8(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,12 +461,16 @@ def test_error_hub_id_while_offline(case):
     _fails(r, "HF_HUB_OFFLINE")
 
 
-@pytest.mark.parametrize("opt,value,words", [("--sigma-y", "-0.1", ("--sigma-y", "at least 0")),
+@pytest.mark.parametrize("opt,value,words", [("--sigma-y", "-0.1", ("--sigma-y", ">= 0")),
                                              ("--steps", "0", ("--steps", "at least 1")),
                                              ("--eta", "1.5", ("--eta", "[0, 1]"))])
 def test_error_bad_numbers(case, opt, value, words):
     img, out, run = case
-    _fails(run("--op", "sr2", opt, value, img, "-o", out / "o.png"), *words)
+    r = run("--op", "sr2", opt, value, img, "-o", out / "o.png")
+    # One line, `Error: Invalid value for '--opt': ...`, exit code 1, no usage block.
+    assert r.exit_code == 1 and "Traceback" not in r.output and "Usage" not in r.output
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Error: Invalid value for") and all(w in err[0] for w in words), err
 
 
 def test_error_output_equal_to_input(case):
@@ -371,9 +487,20 @@ def test_error_unwritable_output_folder(case):
     _fails(run("--op", "sr2", img, "-o", blocker / "sub" / "o.png"), "not writable")
 
 
-def test_error_fp16_on_cpu(case):
+@pytest.mark.parametrize("flag", [["--precision", "fp16"], ["--fp16"]])
+def test_error_fp16_on_cpu(case, flag):
     img, out, run = case
-    _fails(run("--op", "sr2", "--fp16", "--device", "cpu", img, "-o", out / "o.png"), "CUDA")
+    _fails(run("--op", "sr2", *flag, "--device", "cpu", img, "-o", out / "o.png"), "--precision fp16", "CUDA")
+
+
+def test_old_spellings_still_work(tmp_path, tiny_model):
+    lr = _png(tmp_path / "lr.png", 8, 8)
+    common = ("--model", tiny_model, "--steps", 2, "--no-progress", lr)
+    _ok(_run("solve", "--op", "sr2", "--batch-size", 1, *common, "-o", tmp_path / "new.png"))
+    _ok(_run("solve", "--task", "sr2", "--batch", 1, *common, "--out", tmp_path / "old.png"))
+    assert (tmp_path / "new.png").read_bytes() == (tmp_path / "old.png").read_bytes()
+    help_text = _ok(_run("solve", "--help")).output
+    assert "--precision" in help_text and all(f not in help_text for f in ("--task", "--fp16", "--batch ", "--out "))
 
 
 def test_error_vector_observation_needs_clean(case):
@@ -389,6 +516,17 @@ def test_error_jpeg_op_on_a_png(case):
 def test_error_noise_with_a_codec(case):
     img, out, run = case
     _fails(run("--op", "jpeg10", "--clean", "--sigma-y", 0.1, img, "-o", out / "o.png"), "--sigma-y")
+
+
+def test_degrade_draws_the_noise_of_solve_clean(tmp_path, tiny_model):
+    import operators
+    from ddrm_kit.imageio import to_uint8
+
+    gt = _png(tmp_path / "gt.png", 8, 8)
+    r = _ok(_run("degrade", "--op", "deno", "--sigma-y", 0.1, "--seed", 3, gt, "-o", tmp_path / "obs.png"))
+    assert r.stdout == f"wrote {tmp_path / 'obs.png'} (8x8 RGB); restore it with: ddrm solve --op deno --sigma-y 0.1 {tmp_path / 'obs.png'}\n"
+    _, y = _simulated(operators.get_operator("deno", (3, 8, 8)), gt, seed=3, sigma_y=0.1)
+    assert np.array_equal(_pixels(tmp_path / "obs.png"), to_uint8(y))
 
 
 def test_degrade_refuses_to_overwrite_its_input(tmp_path):

@@ -15,9 +15,12 @@ from ddrm_kit.imageio import (
     ImageFileError,
     ImageNotFoundError,
     apply_orientation,
+    find_images,
     list_images,
     load_image,
     load_image_with_info,
+    load_kernel,
+    load_mask,
     save_image,
     to_uint8,
 )
@@ -182,3 +185,53 @@ def test_list_images_sorted_by_name(tmp_path):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+
+
+def test_find_images_recurses_sorted_by_path(tmp_path):
+    for name in ["b.png", "a/z.JPG", "a/notes.txt", "c/d/e.tif"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == ["a/z.JPG", "b.png", "c/d/e.tif"]
+    with pytest.raises(ImageNotFoundError, match="not an existing folder"):
+        find_images(tmp_path / "missing")
+
+
+def test_load_mask_from_an_image_keeps_bright_pixels(tmp_path):
+    a = np.array([[0, 127, 128], [255, 200, 10]], dtype=np.uint8)
+    Image.fromarray(a, "L").save(tmp_path / "m.png")
+    Image.fromarray(np.stack([a] * 3, -1)).save(tmp_path / "rgb.png")
+    want = torch.tensor([[False, False, True], [True, True, False]])
+    for name in ("m.png", "rgb.png"):
+        m = load_mask(tmp_path / name)
+        assert m.dtype == torch.bool and torch.equal(m, want)
+
+
+def test_load_mask_from_npy_keeps_non_zero_entries(tmp_path):
+    np.save(tmp_path / "m.npy", np.array([[0.0, 0.5], [-1.0, 0.0]]))
+    assert torch.equal(load_mask(tmp_path / "m.npy"), torch.tensor([[False, True], [True, False]]))
+    np.save(tmp_path / "m3.npy", np.ones((1, 2, 2)))
+    with pytest.raises(ImageFileError, match=r"2-D \(H, W\) array, got shape \(1, 2, 2\)"):
+        load_mask(tmp_path / "m3.npy")
+    with pytest.raises(ImageNotFoundError, match="no such file"):
+        load_mask(tmp_path / "missing.npy")
+
+
+def test_load_kernel_normalises_to_sum_one(tmp_path):
+    np.save(tmp_path / "k.npy", np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]))
+    k = load_kernel(tmp_path / "k.npy")
+    assert k.dtype == torch.float64
+    assert torch.equal(k, torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64) / 8)
+    Image.fromarray(np.array([[0, 255], [255, 255]], dtype=np.uint8), "L").save(tmp_path / "k.png")
+    assert torch.equal(load_kernel(tmp_path / "k.png"), torch.tensor([[0.0, 1.0], [1.0, 1.0]], dtype=torch.float64) / 3)
+
+
+def test_load_kernel_refuses_bad_arrays(tmp_path):
+    np.save(tmp_path / "zero.npy", np.zeros((3, 3)))
+    with pytest.raises(ImageFileError, match="sums to 0"):
+        load_kernel(tmp_path / "zero.npy")
+    np.save(tmp_path / "k1.npy", np.ones(5))
+    with pytest.raises(ImageFileError, match="2-D"):
+        load_kernel(tmp_path / "k1.npy")
+    with pytest.raises(ImageNotFoundError):
+        load_kernel(tmp_path / "missing.png")

@@ -1,8 +1,8 @@
 """The one error wrapper of every ``ddrm`` command.
 
-User mistakes (``ValueError``/``OSError``, which every ddrm_kit and operators error is) become
-click's one-line ``Error: ...`` with exit code 1; Ctrl-C exits with 130 (128 + SIGINT) and one line;
-anything else is a bug and keeps its traceback.
+User mistakes (``ValueError``/``OSError``, which every ddrm_kit and operators error is, and an
+option value that fails its check) become click's one-line ``Error: ...`` with exit code 1; Ctrl-C
+exits with 130 (128 + SIGINT) and one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ def one_line(exc: BaseException) -> str:
 
 class Command(click.Command):
     """A click command whose user errors are one line (see the module docstring)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.BadParameter as exc:  # a bad value, not a bad command line: no usage block
+            raise click.ClickException(exc.format_message()) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

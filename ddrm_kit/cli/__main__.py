@@ -1,0 +1,5 @@
+"""``python -m ddrm_kit.cli``: the ``ddrm`` command."""
+
+from . import main
+
+main()
