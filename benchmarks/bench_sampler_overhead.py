@@ -34,14 +34,14 @@ def sampler_step_times(op_name: str, size: int, batch: int, steps: int, repeats:
 
     import operators
     from ddrm_kit import Prior, ddrm
-    from operators.codec import CodecOperator
+    from ddrm_kit.restore import observe
 
     dev = torch.device(device)
     shape = (3, size, size)
     op = operators.get_operator(op_name, shape).to(dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     x = torch.rand((batch, *shape), generator=gen, device=dev) * 2 - 1
-    y = op.J(x) if isinstance(op, CodecOperator) else op.H(x).to(torch.float32)
+    y = observe(op, x)
     eps_const = torch.randn((batch, *shape), generator=gen, device=dev)
     ac = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
     prior = Prior(lambda xt, t: eps_const, ac, device=dev)

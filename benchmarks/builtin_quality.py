@@ -9,8 +9,10 @@ training), centre crops of 256x256 at native resolution. Tasks (sigma in [0, 1] 
 ``sr4`` and ``sr4`` sigma 0.05 vs bicubic upsampling; ``deno`` sigma 0.1 vs the noisy input and BM3D
 (``pip install bm3d``); ``inp_random50`` vs biharmonic filling (scikit-image) and normalised
 convolution; ``color`` vs the grey image; ``deblur_gauss`` vs the blurred image. Scores are the
-mean per-image PSNR (``ddrm_kit.metrics.psnr``). Noise, masks and DDRM are seeded, so reruns
-give the same numbers on the same machine.
+mean per-image PSNR (``ddrm_kit.restore.score``). Observation noise and DDRM go through
+``ddrm_kit.restore`` with each image's generators seeded by ``--seed`` and its file name: each image
+gets the noise and sampler draws of ``ddrm bench --crop 256 --seed S``, and reruns give the same
+numbers on the same machine.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
 from ddrm_kit.imageio import list_images, load_image
-from ddrm_kit.metrics import psnr
+from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore, score
 
 DATASETS = {"Kodak24": "/work/shared/data/Kodak24", "BSD100": "/work/shared/data/BSDS500/val"}
 # task -> (operator name, sigma_y in [0, 1] pixel units, baselines)
@@ -51,21 +54,19 @@ CROP = 256
 NORMCONV_SIGMA = 1.0  # pixels; fixed in advance, not tuned on the test images
 
 
-def load_set(folder: str, n: int) -> torch.Tensor:
-    """The first n images of a folder, centre-cropped to CROP x CROP, as (n, 3, CROP, CROP) in [-1, 1]."""
-    return torch.cat([preprocess(load_image(p), crop=CROP) for p in list_images(folder)[:n]])
+def load_set(folder: str, n: int) -> tuple[torch.Tensor, list[str]]:
+    """The first n images of a folder (centre CROP x CROP crops, (n, 3, CROP, CROP) in [-1, 1]) and their names."""
+    files = list_images(folder)[:n]
+    return torch.cat([preprocess(load_image(p), crop=CROP) for p in files]), [p.name for p in files]
 
 
-def observe(task: str, x: torch.Tensor, seed: int):
+def observe_set(task: str, x: torch.Tensor, names: list[str], seed: int):
+    """The task's operator and the observation of the images ``x`` (noise per image from its name)."""
     from operators import get_operator
 
     name, sigma, _ = TASKS[task]
     op = get_operator(name, tuple(x.shape[1:]))
-    y = op.H(x)
-    if sigma > 0:
-        g = torch.Generator().manual_seed(seed)
-        y = y + 2.0 * sigma * torch.randn(y.shape, generator=g)
-    return op, y
+    return op, observe(op, x, 2.0 * sigma, generators(seed, names, NOISE))
 
 
 def _to_hwc01(x: torch.Tensor) -> np.ndarray:
@@ -111,9 +112,9 @@ def baseline(method: str, task: str, op, y: torch.Tensor, shape: tuple[int, int,
     raise ValueError(f"unknown baseline {method}")
 
 
-def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int, bf16: bool,
+def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], model: str, seed: int, steps: int, bf16: bool,
              clip: bool = False) -> torch.Tensor:
-    from ddrm_kit import Prior, ddrm, load_prior
+    from ddrm_kit import Prior, load_prior
 
     prior = load_prior(model, device="cpu")
     if bf16:
@@ -126,8 +127,8 @@ def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int, 
 
         prior = Prior(eps, prior.alphas_cumprod, name=prior.name)
     sigma = TASKS[task][1]
-    g = torch.Generator().manual_seed(seed)
-    return ddrm(prior, op, y, steps=steps, sigma_y=2.0 * sigma, generator=g, progress=False, clip_denoised=clip)
+    settings = Settings(steps=steps, clip_denoised=clip)
+    return restore(prior, op, y, settings, 2.0 * sigma, generators(seed, names, SAMPLER), progress=False)
 
 
 @click.command()
@@ -136,12 +137,13 @@ def run_ddrm(task: str, op, y: torch.Tensor, model: str, seed: int, steps: int, 
 @click.option("--n", default=8, show_default=True, help="Images per data set.")
 @click.option("--steps", default=20, show_default=True)
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise and of DDRM (per image: with its name).")
 @click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
 @click.option("--bf16", is_flag=True, help="Run the UNet under bfloat16 autocast (2x faster on AVX512-BF16 CPUs).")
 @click.option("--clip-denoised", is_flag=True, help="DDRM rows with x̂0 clipped to [-1, 1] (stored as ddrm_clip).")
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
-def main(methods, model, n, steps, tasks, results, threads, bf16, clip_denoised, table) -> None:
+def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
     if threads:
         torch.set_num_threads(threads)
@@ -151,27 +153,26 @@ def main(methods, model, n, steps, tasks, results, threads, bf16, clip_denoised,
     if methods:
         for task in tasks.split(","):
             for ds, folder in DATASETS.items():
-                x = load_set(folder, n)
-                seed = 1000 * list(TASKS).index(task) + list(DATASETS).index(ds)
-                op, y = observe(task, x, seed)
+                x, names = load_set(folder, n)
+                op, y = observe_set(task, x, names, seed)
                 todo = TASKS[task][2] if methods == "baselines" else (ddrm_key,)
                 for method in todo:
                     t0 = time.time()
                     if method == ddrm_key:
-                        xh = run_ddrm(task, op, y, model, seed, steps, bf16, clip_denoised)
+                        xh = run_ddrm(task, op, y, names, model, seed, steps, bf16, clip_denoised)
                     else:
                         xh = baseline(method, task, op, y, tuple(x.shape[1:]))
-                    scores = psnr(xh, x)
+                    scores = score(xh, x)["psnr"]
                     store.setdefault(task, {}).setdefault(ds, {})[method] = {
-                        "psnr": float(scores.mean()),
-                        "per_image": [round(float(s), 3) for s in scores],
+                        "psnr": sum(scores) / len(scores),
+                        "per_image": [round(s, 3) for s in scores],
                         "n": len(x),
                         "seconds": round(time.time() - t0, 1),
-                        **({"model": model, "steps": steps, "bf16": bf16} if method == ddrm_key else {}),
+                        **({"model": model, "steps": steps, "bf16": bf16, "seed": seed} if method == ddrm_key else {}),
                     }
-                    click.echo(f"{task:14s} {ds:8s} {method:12s} {float(scores.mean()):6.2f} dB ({time.time() - t0:.0f} s)")
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(store, indent=1))
+                    click.echo(f"{task:14s} {ds:8s} {method:12s} {sum(scores) / len(scores):6.2f} dB "
+                               f"({time.time() - t0:.0f} s)")
+                    write_text(path, json.dumps(store, indent=1))
     if table:
         click.echo("| task | data (images) | DDRM, built-in prior | DDRM, x̂0 clipped | classical baselines "
                    "| DDRM - best baseline |\n|---|---|---|---|---|---|")

@@ -6,13 +6,14 @@
 Each clean image x (LIVE1: colour, Classic5: grey; from ``--data``) is compressed by our libjpeg-
 faithful codec, ``y = operators.JPEG(QF).J(x)``, which is checked sample for sample against Pillow's
 own save + open (``--no-check`` skips that); DDRM-JPEG (20 steps, eta 1.0, eta_b 0.4, t0 = 300) then
-restores y with the prior; ``--average K`` also scores the mean of K restorations (one batch of
-K seeded samples; the paper averages 8).  Grey images are repeated to the prior's 3 channels; for
-such images the colour JPEG equals the grey JPEG exactly (Cb = Cr = 128, luma table), and the
-restoration is scored on its channel mean.  PSNR is ``ddrm_kit.metrics.psnr_uint8`` (both images
-rounded to 8 bits, what saved PNGs score), per image, averaged per set and quality.  ``--crop S``
-takes centre crops of S x S (each crop is compressed as an image of its own); ``--limit N`` uses
-the first N images of each set (sorted names), for machines where the full sets take too long.
+restores y with the prior (``ddrm_kit.restore``, generators seeded by ``--seed`` and the file
+name); ``--average K`` also scores the mean of K restorations (the paper averages 8).  Grey images
+are repeated to the prior's 3 channels; for such images the colour JPEG equals the grey JPEG
+exactly (Cb = Cr = 128, luma table), and the restoration is scored on its channel mean.  PSNR is
+``ddrm_kit.metrics.psnr_uint8`` (both images rounded to 8 bits, what saved PNGs score), per image,
+averaged per set and quality.  ``--crop S`` takes centre crops of S x S (each crop is compressed as
+an image of its own); ``--limit N`` uses the first N images of each set (sorted names), for
+machines where the full sets take too long.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import torch
 from PIL import Image
 
 import operators
-from ddrm_kit import ddrm, load_prior
+from ddrm_kit import load_prior
+from ddrm_kit.atomic import atomic_write
 from ddrm_kit.imageio import list_images, load_image, to_uint8
-from ddrm_kit.metrics import psnr_uint8
+from ddrm_kit.restore import SAMPLER, Settings, generators, observe, restore, score
 
 SETS = {"LIVE1": 3, "Classic5": 1}  # set name -> channels of its images
 
@@ -78,6 +80,7 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
     """Mean PSNR of JPEG inputs and of their DDRM-JPEG restorations on LIVE1 and Classic5."""
     prior = load_prior(model, device=device, dtype=getattr(torch, dtype) if dtype else None)
     channels = prior.channels or 3
+    settings = Settings(steps=steps)
     rows: list[dict] = []
     summary: list[tuple] = []
     for set_name in set_names:
@@ -86,11 +89,11 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
             raise click.ClickException(f"no images in {data / set_name}")
         for qf in qualities:
             jpeg_scores, ddrm_scores, avg_scores, seconds = [], [], [], []
-            for i, path in enumerate(files):
+            for path in files:
                 x = _centre_crop(load_image(path), crop)
                 grey = x.shape[1] == 1
                 op = operators.JPEG(qf, image_shape=x.shape[1:])
-                y = op.J(x)
+                y = observe(op, x)
                 if check and not torch.equal(y, _pillow_jpeg(x, qf)):
                     raise click.ClickException(f"{path.name}: our JPEG differs from Pillow's at QF {qf}")
                 y_in = y
@@ -100,15 +103,17 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
                     y_in = y.expand(-1, 3, -1, -1)
                     if check and not torch.equal(op.J(x.expand(-1, 3, -1, -1)), y_in):
                         raise click.ClickException(f"{path.name}: colour JPEG of the grey image is not the grey JPEG")
-                gen = torch.Generator(device=prior.device).manual_seed(seed + i)
+                gens = generators(seed, [path.name], SAMPLER, prior.device)
                 t = time.perf_counter()
-                # K restorations in one batch; sample 0 is the single-sample score.
-                outs = ddrm(prior, op, y_in.repeat(average, 1, 1, 1), steps=steps, generator=gen, progress=False).cpu()
+                # K samples one after another from the same generators: the first is what average=1
+                # restores, and their sum over K (in this order) is what average=K restores.
+                outs = [restore(prior, op, y_in, settings, generator=gens, progress=False).cpu()
+                        for _ in range(average)]
                 seconds.append(time.perf_counter() - t)
+                first, mean = outs[0], sum(outs[1:], outs[0].clone()) / average
                 if grey:
-                    outs = outs.mean(1, keepdim=True)
-                pj, pr = float(psnr_uint8(y, x)), float(psnr_uint8(outs[:1], x))
-                pa = float(psnr_uint8(outs.mean(0, keepdim=True), x))
+                    first, mean = first.mean(1, keepdim=True), mean.mean(1, keepdim=True)
+                pj, pr, pa = (score(img, x)["psnr_uint8"][0] for img in (y, first, mean))
                 jpeg_scores.append(pj)
                 ddrm_scores.append(pr)
                 avg_scores.append(pa)
@@ -120,10 +125,14 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
             summary.append((set_name, qf, len(files), np.mean(jpeg_scores), np.mean(ddrm_scores), np.mean(avg_scores),
                             np.mean(seconds)))
     if csv_path is not None:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def fill(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(csv_path, fill)
     scope = f"first {limit} images" if limit else "all images"
     scope += f", centre {crop}x{crop} crops" if crop else ", full size"
     click.echo(f"\nDDRM-JPEG, prior {model}, {steps} steps, seed {seed}, {scope}, device {prior.device}\n")

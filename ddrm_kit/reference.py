@@ -24,9 +24,9 @@ DDRM_SETUP = (
 
 @dataclass(frozen=True)
 class Published:
-    """One published table cell: a method's mean PSNR (and KID x 1e3 where given) on a task."""
+    """One published table cell: a method's mean PSNR (and KID x 1e3 where given) for an operator."""
 
-    task: str  # this tool's operator name for the paper's degradation
+    op: str  # this tool's operator name for the paper's degradation
     sigma_y_pixel: float  # noise std in [0, 1] pixel units (this tool's --sigma-y)
     method: str
     psnr: float
@@ -45,6 +45,6 @@ PUBLISHED: tuple[Published, ...] = (
 )
 
 
-def published_for(task: str) -> list[Published]:
-    """The published rows for ``task`` (every noise level), in table order."""
-    return [p for p in PUBLISHED if p.task == task]
+def published_for(op: str) -> list[Published]:
+    """The published rows for operator ``op`` (every noise level), in table order."""
+    return [p for p in PUBLISHED if p.op == op]

@@ -1,10 +1,13 @@
-"""`ddrm bench`: preprocessing, per-image seeds, outputs and metric values, and the 2-rank gloo run."""
+"""`ddrm bench`: preprocessing, rows equal to ddrm_kit.restore computed directly, outputs, the CLI,
+`ddrm solve --clean` = bench, and the 2-rank gloo run."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +16,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import linear_alphas_cumprod, make_oracle_prior
 from PIL import Image
 
-from ddrm_kit import Prior
-from ddrm_kit.bench import BenchConfig, bench_command, image_seed, preprocess, reference_lines, run_bench
-from ddrm_kit.imageio import load_image
-from ddrm_kit.metrics import psnr, psnr_uint8, ssim
-
-T = 1000
+from ddrm_kit import Prior, load_prior
+from ddrm_kit.bench import BenchConfig, preprocess, reference_lines, run_bench
+from ddrm_kit.cli import main
+from ddrm_kit.cli.bench import bench_command
+from ddrm_kit.imageio import load_image, to_uint8
+from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore, score
+from operators import get_operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture (conftest.py): one torch thread
-
-
-def _alphas_cumprod() -> torch.Tensor:
-    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
-    return torch.cumprod(1 - betas, 0)
 
 
 def _write_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> list[Path]:
@@ -45,14 +45,14 @@ def _write_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> 
 
 def _gaussian_prior(c: float = 0.5) -> Prior:
     """The exact ε̂ for images x0 ~ N(0, c² I): a cheap analytic stand-in for a network."""
-    ac = _alphas_cumprod().float()
+    ac = linear_alphas_cumprod().float()
 
     def eps(x_t, t):
         a = ac[t].view(-1, 1, 1, 1)
         x0 = a.sqrt() * c**2 / (a * c**2 + 1 - a) * x_t
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
-    return Prior(eps, _alphas_cumprod(), channels=3)
+    return Prior(eps, linear_alphas_cumprod(), channels=3)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -64,12 +64,27 @@ def _without_times(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+def _direct(prior, name: str, x: torch.Tensor, op_name: str, sigma_y: float, seed: int, settings: Settings):
+    """(operator, y, DDRM result) for one image computed with ddrm_kit.restore alone, as bench must."""
+    op = get_operator(op_name, tuple(x.shape[1:]))
+    y = observe(op, x, 2 * sigma_y, generators(seed, [name], NOISE))
+    xr = restore(prior, op, y, settings, 2 * sigma_y, generators(seed, [name], SAMPLER), progress=False)
+    return op, y, xr
+
+
+def _assert_row(row: dict, img: torch.Tensor, ref: torch.Tensor) -> None:
+    """A csv (strings) or returned (floats) row holds exactly restore.score(img, ref)."""
+    want = score(img, ref)
+    for k in ("psnr", "psnr_uint8", "ssim"):
+        assert float(row[k]) == want[k][0], (row["method"], k)
+
+
 # ---------------------------------------------------------------------------------- preprocessing
 
 
 @pytest.mark.parametrize("h,w,rows,cols", [(512, 768, (6, 506), (134, 634)), (768, 512, (134, 634), (6, 506))])
 def test_crop_500_reproduces_ffdnet_kodak24_crops(h, w, rows, cols):
-    # SOURCES.md: FFDNet's Kodak24 are img[6:506, 134:634] (landscape) and img[134:634, 6:506] (portrait).
+    # FFDNet's Kodak24 test crops are img[6:506, 134:634] (landscape) and img[134:634, 6:506] (portrait).
     x = torch.arange(3 * h * w, dtype=torch.float32).reshape(1, 3, h, w)
     got = preprocess(x, crop=500)
     assert torch.equal(got, x[:, :, rows[0] : rows[1], cols[0] : cols[1]])
@@ -96,79 +111,87 @@ def test_preprocess_errors_are_one_line_value_errors():
         preprocess(torch.zeros(1, 3, 10, 10), size=8, crop=8)
 
 
-def test_image_seed_depends_only_on_seed_and_index():
-    assert image_seed(0, 3) == image_seed(0, 3)
-    seeds = {image_seed(s, i) for s in range(3) for i in range(50)}
-    assert len(seeds) == 150
-    assert all(0 <= v < 2**63 for v in seeds)
-
-
 # ---------------------------------------------------------------------------------- single process
 
 
-def test_bench_rows_match_metrics_computed_directly(tmp_path):
+def test_bench_rows_equal_restore_and_score_computed_directly(tmp_path):
     data = tmp_path / "data"
     paths = _write_images(data, [(16, 16), (20, 12), (16, 16)])
-    cfg = BenchConfig(task="sr2", data=data, out=tmp_path / "out", sigma_y=0.05, steps=4, seed=7, progress=False)
-    rows = run_bench(cfg, prior=_gaussian_prior())
-
     out = tmp_path / "out"
-    for f in ("per_image.csv", "summary.md", "summary.json", "grid.png"):
-        assert (out / f).is_file(), f
+    cfg = BenchConfig(op="sr2", data=data, output=out, sigma_y=0.05, steps=4, seed=7, progress=False)
+    prior = _gaussian_prior()
+    rows = run_bench(cfg, prior=prior)
+
     csv_rows = _read_csv(out / "per_image.csv")
     assert list(csv_rows[0]) == ["index", "name", "method", "psnr", "psnr_uint8", "ssim", "lpips", "seconds"]
     assert [(r["name"], r["method"]) for r in csv_rows] == [
         (p.name, m) for p in paths for m in ("ddrm", "h_pinv", "bicubic")
     ]
-    assert len(rows) == len(csv_rows)
-
-    # Recompute the H_pinv and bicubic rows of image 1 (20x12) from scratch: same noise, same metrics.
-    from operators import get_operator
-
-    x = load_image(paths[1])
-    op = get_operator("sr2", tuple(x.shape[1:]))
-    g = torch.Generator().manual_seed(image_seed(7, 1))
-    y = op.H(x)
-    y = y + 0.1 * torch.randn(y.shape[1:], generator=g)
-    xp = op.H_pinv(y)
-    xb = torch.nn.functional.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False)
-    got = {r["method"]: r for r in csv_rows if r["index"] == "1"}
-    for method, img in (("h_pinv", xp), ("bicubic", xb)):
-        assert float(got[method]["psnr"]) == pytest.approx(psnr(img, x).item(), abs=1e-9)
-        assert float(got[method]["psnr_uint8"]) == pytest.approx(psnr_uint8(img, x).item(), abs=1e-9)
-        assert float(got[method]["ssim"]) == pytest.approx(ssim(img, x).item(), abs=1e-9)
-    # Sanity of the values themselves: finite PSNRs in a plausible range, SSIM in (0, 1].
-    for r in csv_rows:
-        assert 5 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1, r
+    assert _without_times(csv_rows) == _without_times([{k: str(v) for k, v in r.items()} for r in rows])
+    # Every row, recomputed from the file with ddrm_kit.restore alone: same noise, same DDRM, same scores.
+    for path in paths:
+        x = load_image(path)
+        op, y, xr = _direct(prior, path.name, x, "sr2", 0.05, 7, Settings(steps=4))
+        xb = torch.nn.functional.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        got = {r["method"]: r for r in csv_rows if r["name"] == path.name}
+        for method, img in (("ddrm", xr), ("h_pinv", op.H_pinv(y)), ("bicubic", xb)):
+            _assert_row(got[method], img, x)
 
     summary = (out / "summary.md").read_text()
-    assert "| DDRM |" in summary and "| H_pinv(y) |" in summary and "bicubic" in summary
+    assert "| DDRM |" in summary and "| H_pinv(y) |" in summary and "| bicubic upsampling of y |" in summary
     assert "LPIPS, FID and KID were not computed" in summary
-    assert "images: 3" in summary
+    assert "images: 3" in summary and "seed 7 (per image: hash of seed and file name)" in summary
+    means = json.loads((out / "summary.json").read_text())["means"]
+    assert means["ddrm"]["psnr"] == pytest.approx(sum(r["psnr"] for r in rows if r["method"] == "ddrm") / 3)
+    # The grid: 3 rows of 4 panels (ground truth, observation, bicubic, DDRM) with 4-pixel gutters.
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape == (16 + 12 + 16 + 2 * 4, 4 * 20 + 3 * 4, 3)
+    assert np.array_equal(grid[:16, :16], to_uint8(load_image(paths[0])))
 
 
-def test_clip_denoised_is_applied_and_recorded(tmp_path):
+def test_a_row_depends_on_the_file_name_not_on_the_other_images(tmp_path):
+    paths = _write_images(tmp_path / "all", [(16, 16), (16, 16), (16, 16)])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(paths[1], alone / paths[1].name)
+    runs = []
+    for data in (tmp_path / "all", alone):
+        cfg = BenchConfig(op="deno", data=data, output=tmp_path / f"out_{data.name}", sigma_y=0.1, steps=3, seed=2,
+                          progress=False)
+        runs.append([{k: v for k, v in r.items() if k not in ("index", "seconds")}
+                     for r in run_bench(cfg, prior=_gaussian_prior()) if r["name"] == paths[1].name])
+    assert runs[0] == runs[1] and len(runs[0]) == 3
+
+
+def test_clip_denoised_and_average_are_restore_settings(tmp_path):
     data = tmp_path / "data"
-    _write_images(data, [(16, 16)])
-    psnrs = {}
-    for clip in (False, True):
-        out = tmp_path / f"clip{clip}"
-        cfg = BenchConfig(task="color", data=data, out=out, steps=4, progress=False, clip_denoised=clip)
-        run_bench(cfg, prior=_gaussian_prior(c=3.0))  # a prior whose predictions leave [-1, 1]
-        psnrs[clip] = next(float(r["psnr"]) for r in _read_csv(out / "per_image.csv") if r["method"] == "ddrm")
-        assert ("x̂0 clipped" in (out / "summary.md").read_text()) == clip
-    assert psnrs[True] != psnrs[False]
+    (path,) = _write_images(data, [(16, 16)])
+    x = load_image(path)
+    prior = _gaussian_prior(c=3.0)  # a prior whose predictions leave [-1, 1]
+    ddrm_psnr = {}
+    for clip, average in ((False, 1), (True, 1), (True, 2)):
+        out = tmp_path / f"clip{clip}_{average}"
+        cfg = BenchConfig(op="color", data=data, output=out, steps=4, progress=False, clip_denoised=clip,
+                          average=average)
+        row = next(r for r in run_bench(cfg, prior=prior) if r["method"] == "ddrm")
+        settings = Settings(steps=4, clip_denoised=clip, average=average)
+        _assert_row(row, _direct(prior, path.name, x, "color", 0.0, 0, settings)[2], x)
+        ddrm_psnr[clip, average] = row["psnr"]
+        summary = (out / "summary.md").read_text()
+        assert ("x̂0 clipped" in summary) == clip
+        assert ("mean of 2 samples" in summary) == (average == 2)
+    assert len(set(ddrm_psnr.values())) == 3
 
 
 def test_batch_size_does_not_change_the_rows(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(16, 16), (16, 16), (24, 16), (16, 16), (16, 16)])
     runs = []
-    for batch in (1, 3):
-        cfg = BenchConfig(task="sr2", data=data, out=tmp_path / f"b{batch}", sigma_y=0.05, steps=3, batch=batch,
-                          progress=False)
+    for batch_size in (1, 3):
+        cfg = BenchConfig(op="sr2", data=data, output=tmp_path / f"b{batch_size}", sigma_y=0.05, steps=3,
+                          batch_size=batch_size, progress=False)
         run_bench(cfg, prior=_gaussian_prior())
-        runs.append(_without_times(_read_csv(tmp_path / f"b{batch}" / "per_image.csv")))
+        runs.append(_without_times(_read_csv(tmp_path / f"b{batch_size}" / "per_image.csv")))
     assert runs[0] == runs[1]
 
 
@@ -176,27 +199,39 @@ def test_deno_with_an_oracle_prior_recovers_the_image_and_scores_the_observation
     data = tmp_path / "data"
     (path,) = _write_images(data, [(24, 16)], seed=3)
     x_true = load_image(path)
-    ac = _alphas_cumprod().float()
-
-    def oracle(x_t, t):
-        # The exact noise of x_t = sqrt(ᾱ) x + sqrt(1-ᾱ) ε for the true image.
-        a = ac[t].view(-1, 1, 1, 1)
-        return (x_t - a.sqrt() * x_true) / (1 - a).sqrt()
-
-    cfg = BenchConfig(task="deno", data=data, out=tmp_path / "out", sigma_y=0.1, steps=5, progress=False)
-    rows = {r["method"]: r for r in run_bench(cfg, prior=Prior(oracle, _alphas_cumprod(), channels=3))}
+    cfg = BenchConfig(op="deno", data=data, output=tmp_path / "out", sigma_y=0.1, steps=5, progress=False)
+    rows = {r["method"]: r for r in run_bench(cfg, prior=make_oracle_prior(x_true))}
     assert set(rows) == {"ddrm", "h_pinv", "observation"}
     assert rows["ddrm"]["psnr"] > 50
-    # Noise of std 0.1 on [0, 1] pixels: PSNR close to 20 dB (clamping at 0 and 1 only helps).
-    assert 19.5 < rows["observation"]["psnr"] < 22
+    # The observation row scores x + 0.2 z (std 0.1 in [0, 1] pixels) with the image's own NOISE generator.
+    y = observe(get_operator("deno", tuple(x_true.shape[1:])), x_true, 0.2, generators(0, [path.name], NOISE))
+    _assert_row(rows["observation"], y, x_true)
     # For the identity, H_pinv(y) is y itself.
-    assert rows["h_pinv"]["psnr"] == pytest.approx(rows["observation"]["psnr"])
+    assert rows["h_pinv"]["psnr"] == rows["observation"]["psnr"]
 
 
 def test_reference_lists_only_verified_numbers_and_marks_the_noise_level():
     lines = "\n".join(reference_lines("sr4", 0.025, {"ddrm": {"psnr": 24.0}}))
     assert "25.21" in lines and "26.55" in lines and "24.00 (yes)" in lines and "24.00 (no)" in lines
     assert "No verified published numbers" in reference_lines("inp_lorem", 0.0, {})[0]
+
+
+def test_bad_options_fail_before_any_work(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16)])
+    bad = [
+        ({"op": "jpeg10", "sigma_y": 0.05}, "not used by jpeg10"),
+        ({"op": "sr2", "batch_size": 0}, "--batch-size"),
+        ({"op": "sr2", "precision": "float32"}, "--precision"),
+        ({"op": "sr2", "average": 0}, "average"),
+        ({"op": "sr2", "output": data / "img00.png"}, "is a file"),
+        ({"op": "sr44x"}, "sr4"),
+    ]
+    for kwargs, message in bad:
+        cfg = BenchConfig(**{"data": data, "output": tmp_path / "out", "progress": False, **kwargs})
+        with pytest.raises(ValueError, match=message):
+            run_bench(cfg, prior=_gaussian_prior())
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------------- CLI and scale-out
@@ -210,7 +245,7 @@ def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str) -> No
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        cfg = BenchConfig(task="sr2", data=Path(data), out=Path(out), sigma_y=0.05, steps=3, seed=5, progress=False)
+        cfg = BenchConfig(op="sr2", data=Path(data), output=Path(out), sigma_y=0.05, steps=3, seed=5, progress=False)
         run_bench(cfg, prior=_gaussian_prior())
         dist.barrier()
     finally:
@@ -220,7 +255,7 @@ def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str) -> No
 def test_two_gloo_ranks_shard_and_gather_the_same_rows(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(16, 16), (24, 16), (16, 16)])
-    cfg = BenchConfig(task="sr2", data=data, out=tmp_path / "one", sigma_y=0.05, steps=3, seed=5, progress=False)
+    cfg = BenchConfig(op="sr2", data=data, output=tmp_path / "one", sigma_y=0.05, steps=3, seed=5, progress=False)
     run_bench(cfg, prior=_gaussian_prior())
     torch.multiprocessing.spawn(
         _gloo_rank, args=(2, str(tmp_path / "rdzv"), str(data), str(tmp_path / "two")), nprocs=2, join=True
@@ -232,53 +267,77 @@ def test_two_gloo_ranks_shard_and_gather_the_same_rows(tmp_path):
     assert "ranks: 2" in (tmp_path / "two" / "summary.md").read_text()
 
 
-def _tiny_unet_folder(folder: Path) -> Path:
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
-    unet.save_pretrained(folder)
-    DDPMScheduler(num_train_timesteps=T).save_pretrained(folder)
-    return folder
+def _ok(result):
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
 
 
-def test_cli_errors_are_clean(tmp_path):
+def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(bench_command, ["--task", "sr4", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
-    assert res.exit_code != 0 and "no such folder" in res.output and "Traceback" not in res.output
+    res = runner.invoke(bench_command, ["--op", "sr4", "--data", str(tmp_path / "nope"), "-o", str(tmp_path)])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"Error: --data {tmp_path / 'nope'}: no such folder; give a folder of clean images"]
     _write_images(tmp_path / "d", [(16, 16)])
-    res = runner.invoke(
-        bench_command, ["--task", "sr4", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
-                        "--size", "16", "--crop", "16"])
-    assert res.exit_code != 0 and "not both" in res.output
-    model = _tiny_unet_folder(tmp_path / "unet")
-    res = runner.invoke(
-        bench_command, ["--task", "sr44x", "--model", str(model), "--data", str(tmp_path / "d"),
-                        "--out", str(tmp_path / "o"), "--no-progress"])
-    assert res.exit_code != 0 and "sr4" in res.output and "Traceback" not in res.output
+    res = runner.invoke(bench_command, ["--op", "sr4", "--data", str(tmp_path / "d"), "-o", str(tmp_path / "o"),
+                                        "--size", "16", "--crop", "16"])
+    assert res.exit_code == 1 and "not both" in res.output and "Traceback" not in res.output
+    res = runner.invoke(bench_command, ["--op", "sr44x", "--data", str(tmp_path / "d"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "did you mean sr4" in res.output and "Traceback" not in res.output
+
+
+def test_help_shows_the_shared_vocabulary_only():
+    out = _ok(CliRunner().invoke(main, ["bench", "--help"])).output
+    for flag in ("--op", "-o, --output", "--batch-size", "--precision", "--progress / --no-progress", "--average"):
+        assert flag in out, flag
+    for old in ("--task", "--out ", "--batch ", "--dtype"):
+        assert old not in out, old
+
+
+def test_old_spellings_still_work_and_give_the_same_rows(tmp_path, tiny_unet_dir):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16)])
+    common = ["--model", str(tiny_unet_dir), "--data", str(data), "--steps", "2", "--device", "cpu"]
+    _ok(CliRunner().invoke(main, ["bench", "--op", "inp_random50", "-o", str(tmp_path / "new"), "--batch-size", "2",
+                                  "--precision", "fp32", "--no-progress", *common]))
+    _ok(CliRunner().invoke(main, ["bench", "--task", "inp_random50", "--out", str(tmp_path / "old"), "--batch", "2",
+                                  "--dtype", "float32", "--no-progress", *common]))
+    new, old = (_without_times(_read_csv(tmp_path / d / "per_image.csv")) for d in ("new", "old"))
+    assert new == old and [r["method"] for r in new] == ["ddrm", "h_pinv"]
+
+
+def test_solve_clean_writes_the_image_bench_saves(tmp_path, tiny_unet_dir):
+    """Same image, operator, seed and settings: `ddrm solve --clean` and `ddrm bench` restore identically."""
+    data = tmp_path / "data"
+    (path,) = _write_images(data, [(16, 16)], seed=4)
+    common = ["--op", "sr2", "--model", str(tiny_unet_dir), "--sigma-y", "0.05", "--seed", "3", "--steps", "3",
+              "--device", "cpu", "--no-progress"]
+    runner = CliRunner()
+    _ok(runner.invoke(main, ["bench", *common, "--data", str(data), "-o", str(tmp_path / "bench"), "--save-images"]))
+    _ok(runner.invoke(main, ["solve", *common, "--clean", str(path), "-o", str(tmp_path / "solve.png")]))
+    benched = np.asarray(Image.open(tmp_path / "bench" / "images" / f"{path.stem}.png"))
+    solved = np.asarray(Image.open(tmp_path / "solve.png"))
+    assert np.array_equal(benched, solved)
+    # ... and both are ddrm_kit.restore's answer.
+    x = load_image(path)
+    prior = load_prior(tiny_unet_dir, device="cpu")
+    assert np.array_equal(solved, to_uint8(_direct(prior, path.name, x, "sr2", 0.05, 3, Settings(steps=3))[2]))
 
 
 def _cli_args(data: Path, model: Path, out: Path) -> list[str]:
-    return ["--task", "inp_random50", "--model", str(model), "--data", str(data), "--out", str(out),
+    return ["--op", "inp_random50", "--model", str(model), "--data", str(data), "-o", str(out),
             "--steps", "3", "--sigma-y", "0.05", "--seed", "5", "--device", "cpu", "--no-progress"]
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_equal_the_single_process_run_row_for_row(tmp_path):
+def test_two_gloo_ranks_equal_the_single_process_run_row_for_row(tmp_path, tiny_unet_dir):
     data = tmp_path / "data"
     _write_images(data, [(16, 16), (16, 16), (24, 16), (16, 16), (16, 24)])
-    model = _tiny_unet_folder(tmp_path / "unet")
 
-    res = CliRunner().invoke(bench_command, _cli_args(data, model, tmp_path / "one"))
-    assert res.exit_code == 0, res.output
+    _ok(CliRunner().invoke(bench_command, _cli_args(data, tiny_unet_dir, tmp_path / "one")))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "ddrm_kit.bench", *_cli_args(data, model, tmp_path / "two")]
+           "-m", "ddrm_kit.bench", *_cli_args(data, tiny_unet_dir, tmp_path / "two")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

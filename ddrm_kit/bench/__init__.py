@@ -1,0 +1,33 @@
+"""`ddrm bench`: a folder of clean images + a prior + an operator -> the papers' table rows, with baselines.
+
+For every image: preprocess (``--size`` / ``--crop``), observe it through the operator (plus
+``--sigma-y`` noise), restore with DDRM, and score DDRM and the baselines (``H_pinv(y)``, bicubic
+upsampling of the low-resolution image for super-resolution, and the observation itself where it
+is an image of the original size) with the papers' per-image PSNR, the PSNR after 8-bit rounding,
+and SSIM. Writes ``per_image.csv``, ``summary.md`` (+ ``summary.json``) and ``grid.png``.
+
+Every step is :mod:`ddrm_kit.restore`'s, with each image's generators seeded by ``(--seed, file
+name)``: a row does not depend on the number of ranks, on ``--batch-size`` or on the other images,
+and equals what ``ddrm solve --clean`` gives for that image.
+
+Scale-out: run the same command under ``torchrun --nproc-per-node N -m ddrm_kit.bench``; images
+are sharded over the ranks (``torch.distributed``, gloo on CPU, nccl on CUDA) and rank 0 gathers
+the rows and writes the outputs.
+
+Modules: :mod:`.config` (options and their checks), :mod:`.data` (files, preprocessing, batches),
+:mod:`.run` (the loop), :mod:`.scores`, :mod:`.report` (the outputs), :mod:`.distributed`; the
+command is :mod:`ddrm_kit.cli.bench`. torch is imported inside functions, so that ``ddrm --help``
+starts fast.
+"""
+
+from __future__ import annotations
+
+from ddrm_kit.errors import BenchDataNotFoundError, BenchError
+
+from .config import BenchConfig
+from .data import preprocess
+from .report import CSV_NAME, reference_lines
+from .run import run_bench
+
+__all__ = ["BenchConfig", "BenchDataNotFoundError", "BenchError", "CSV_NAME", "preprocess", "reference_lines",
+           "run_bench"]

@@ -1,0 +1,166 @@
+"""The bench loop: each image through :mod:`ddrm_kit.restore` (observe, baselines, restore, score)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import distributed
+from .config import PRECISIONS, BenchConfig, check
+from .data import batches, list_data, preprocess
+from .report import row_order, write_outputs
+from .scores import lpips_model, score_rows
+
+if TYPE_CHECKING:
+    import torch
+
+    from operators.registry import OperatorSpec
+
+
+def _prior(cfg: BenchConfig, prior, ranks: distributed.Ranks):
+    """The prior to run (``cfg.model`` loaded on this rank's device unless given) and ``cfg`` naming it."""
+    import torch
+
+    if prior is None:
+        from ddrm_kit import load_prior
+
+        device = distributed.rank_device(cfg.device, ranks)
+        return load_prior(cfg.model, device=device, dtype=getattr(torch, PRECISIONS[cfg.precision])), cfg
+    precision = {getattr(torch, v): k for k, v in PRECISIONS.items()}.get(prior.dtype, str(prior.dtype))
+    return prior, replace(cfg, model=cfg.model or prior.name or "(a Python Prior)", precision=precision)
+
+
+def _operators(name: str, shape: tuple[int, ...], device: "torch.device"):
+    """The operator for images of ``shape``: on the CPU (to observe) and on ``device`` (to restore)."""
+    from operators import get_operator
+
+    op = get_operator(name, shape)
+    return op, (op if device.type == "cpu" else copy.deepcopy(op).to(device))
+
+
+def _timed(fn, n: int, device: "torch.device") -> tuple[Any, float]:
+    """``(fn(), seconds per image)`` for a batch of ``n`` images."""
+    distributed.sync(device)  # earlier queued work is not this call's time
+    t0 = time.perf_counter()
+    out = fn()
+    distributed.sync(device)
+    return out, (time.perf_counter() - t0) / n
+
+
+def _baselines(op, spec: "OperatorSpec", scale: int, y: "torch.Tensor",
+               image_shape: tuple[int, ...]) -> dict[str, tuple[Any, float]]:
+    """``method -> (images, seconds per image)`` for the prior-free answers to this observation."""
+    import torch.nn.functional as F
+
+    from ddrm_kit.restore import baseline
+
+    out: dict[str, tuple[Any, float]] = {}
+    n = y.shape[0]
+    if spec.kind == "linear":
+        out["h_pinv"] = _timed(lambda: baseline(op, y), n, y.device)
+        if spec.observation_kind == "image" and scale > 1:
+            # A low-resolution image of the scene: the classic bicubic-upsampling baseline.
+            size = tuple(image_shape[1:])
+            out["bicubic"] = _timed(lambda: F.interpolate(y, size=size, mode="bicubic", align_corners=False), n,
+                                    y.device)
+    if tuple(y.shape[1:]) == tuple(image_shape):
+        out["observation"] = (y, 0.0)
+    return out
+
+
+def _observation_picture(op, spec: "OperatorSpec", y: "torch.Tensor", image_shape: tuple[int, ...]) -> "torch.Tensor":
+    """The observation as a full-size picture for the grid (nearest upsampling, H_pinv for masks/vectors)."""
+    import torch.nn.functional as F
+
+    c, h, w = image_shape
+    if tuple(y.shape[1:]) == tuple(image_shape):
+        return y
+    if spec.kind == "linear" and spec.observation_kind == "image":
+        v = F.interpolate(y, size=(h, w), mode="nearest") if y.shape[-2:] != (h, w) else y
+        return v.expand(-1, c, -1, -1) if v.shape[1] == 1 else v
+    return op.H_pinv(y)
+
+
+def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
+    """Run the bench described by ``cfg``; returns the rows on rank 0 (``None`` on other ranks).
+
+    ``prior`` may be given directly (any ``ddrm_kit.Prior``); otherwise ``cfg.model`` is loaded
+    with ``ddrm_kit.load_prior``. Outputs are written to ``cfg.output`` by rank 0.
+    """
+    import torch
+
+    from ddrm_kit.imageio import load_image, save_image, to_uint8
+    from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore
+
+    spec = check(cfg)
+    scale = spec.scale_of(cfg.op)
+    settings = Settings(cfg.steps, cfg.eta, cfg.eta_b, cfg.clip_denoised, cfg.average)
+    sigma = 2.0 * cfg.sigma_y  # [0, 1] pixel units -> the [-1, 1] API
+    files = list_data(cfg.data, cfg.limit)
+    ranks = distributed.join(cfg.device)
+    try:
+        prior, cfg = _prior(cfg, prior, ranks)
+        device = prior.device
+        lpips = lpips_model(cfg.metric_weights, device) if cfg.metric_weights is not None else None
+        channels = prior.channels or 3
+        ops: dict[tuple[int, ...], Any] = {}
+
+        wall0 = time.perf_counter()
+        mine = list(range(ranks.rank, len(files), ranks.world))
+
+        def load(i: int) -> torch.Tensor:
+            return preprocess(load_image(files[i]), cfg.size, cfg.crop, scale, channels)
+
+        rows: list[dict[str, Any]] = []
+        panels: dict[int, list] = {}
+        bar = None
+        if ranks.rank == 0 and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(files), unit="img", desc=f"bench {cfg.op}", file=sys.stderr)
+        for batch, imgs in batches(mine, load, cfg.batch_size):
+            names = [files[i].name for i in batch]  # the seeds' keys: rows do not depend on sharding or batching
+            x = torch.cat(imgs)
+            shape = tuple(x.shape[1:])
+            if shape not in ops:
+                ops[shape] = _operators(cfg.op, shape, device)
+            op_cpu, op = ops[shape]
+            with torch.no_grad():
+                # Observed on the CPU, as `ddrm solve --clean` does: the same y on every device.
+                y = observe(op_cpu, x, sigma, generators(cfg.seed, names, NOISE)).to(device)
+                x = x.to(device)
+                gens = generators(cfg.seed, names, SAMPLER, device)
+                xr, sec = _timed(lambda: restore(prior, op, y, settings, sigma, gens, progress=False), len(batch),
+                                 device)
+                methods = {"ddrm": (xr, sec), **_baselines(op, spec, scale, y, shape)}
+                for method, (out, secs) in methods.items():
+                    for i, sc in zip(batch, score_rows(out.float(), x, lpips)):
+                        rows.append({"index": i, "name": files[i].name, "method": method, **sc, "seconds": secs})
+                if cfg.save_images:
+                    for k, i in enumerate(batch):
+                        save_image(xr[k : k + 1].float().cpu(), cfg.output / "images" / f"{files[i].stem}.png")
+                if batch[0] < cfg.grid:
+                    obs = _observation_picture(op, spec, y, shape)
+                    base = methods.get("bicubic", methods.get("h_pinv", methods.get("observation")))[0]
+                    for k, i in enumerate(batch):
+                        if i < cfg.grid:
+                            panels[i] = [to_uint8(t[k : k + 1].float().cpu()) for t in (x, obs, base, xr)]
+            if bar is not None:
+                bar.update(min(ranks.world * len(batch), bar.total - bar.n))
+                bar.set_postfix_str(f"{sec:.2f} s/img")
+        if bar is not None:
+            bar.close()
+
+        gathered = distributed.gather((rows, panels), ranks)
+        if ranks.rank != 0:
+            return None
+        all_rows = sorted((r for part, _ in gathered for r in part), key=row_order)
+        all_panels = {i: p for _, part in gathered for i, p in part.items()}
+        write_outputs(cfg, all_rows, all_panels, len(files), scale, spec.kind == "codec",
+                      time.perf_counter() - wall0, ranks.world, device.type)
+        return all_rows
+    finally:
+        distributed.leave(ranks)

@@ -1,0 +1,74 @@
+"""``ddrm bench``: options -> :class:`ddrm_kit.bench.BenchConfig` -> :func:`ddrm_kit.bench.run_bench`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ddrm_kit.bench.config import PRECISIONS, BenchConfig
+
+from .errors import Command
+from .options import (batch_size_option, device_option, model_option, op_option, output_option, precision_option,
+                      progress_option, sampler_options, seed_option, sigma_y_option)
+
+
+def _command_line() -> str:
+    """The command as a user would retype it (``ddrm bench ...``, also under torchrun)."""
+    args = sys.argv[1:]
+    if args and args[0] == "bench":
+        args = args[1:]
+    prefix = "ddrm bench"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        prefix = f"torchrun --nproc-per-node {world} -m ddrm_kit.bench"
+    return " ".join([prefix, *map(shlex.quote, args)])
+
+
+@click.command("bench", cls=Command)
+@op_option(help="Operator name: sr4, sr_bicubic4, deblur_gauss, inp_random50, inp_box, color, cs4, deno, jpeg10, ... "
+                "(see `ddrm ops`).")
+@model_option
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder of clean images.")
+@output_option(help="Results folder (created).", type=click.Path(path_type=Path))
+@click.option("--limit", type=int, default=None, help="Use only the first N images (sorted by name).")
+@click.option("--size", type=int, default=None,
+              help="Resize the short side to SIZE and centre-crop SIZExSIZE (faces, ImageNet-style).")
+@click.option("--crop", type=int, default=None,
+              help="Centre crop CROPxCROP at native resolution (e.g. 500 for Kodak24's FFDNet crops).")
+@sampler_options
+@sigma_y_option
+@seed_option
+@batch_size_option(1, "Images per DDRM call (same-size images).")
+@click.option("--grid", type=int, default=4, show_default=True, help="Images shown in grid.png (0: no grid).")
+@device_option
+@precision_option()
+@click.option("--dtype", type=click.Choice(list(PRECISIONS.values())), default=None, hidden=True)  # old --precision
+@click.option("--reference", is_flag=True, help="Print the published DDRM numbers next to ours.")
+@click.option("--metric-weights", type=click.Path(path_type=Path), default=None,
+              help="Folder with local LPIPS weights (needs the optional `lpips` package); nothing is downloaded.")
+@click.option("--save-images", is_flag=True, help="Also write every DDRM output to OUT/images/.")
+@progress_option
+def bench_command(op_name: str, dtype: str | None, **opts: Any) -> None:
+    """Score DDRM and baselines on a folder of clean images (per_image.csv, summary.md, grid.png).
+
+    Scale out over GPUs or CPU processes with `torchrun --nproc-per-node N -m ddrm_kit.bench ...`
+    (same options; a bare --device cuda is cuda:LOCAL_RANK there): images are sharded over ranks
+    and the results equal a single-process run.
+    """
+    from ddrm_kit.bench import CSV_NAME, reference_lines, run_bench
+    from ddrm_kit.bench.report import means
+
+    if dtype is not None:
+        opts["precision"] = {v: k for k, v in PRECISIONS.items()}[dtype]
+    cfg = BenchConfig(op=op_name, command=_command_line(), **opts)
+    rows = run_bench(cfg)
+    if rows is None:  # not rank 0
+        return
+    if cfg.reference:
+        click.echo("\n".join(reference_lines(cfg.op, cfg.sigma_y, means(rows))))
+    click.echo(f"wrote {cfg.output / CSV_NAME}, {cfg.output / 'summary.md'}")
