@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -55,11 +57,63 @@ def _validate_y(y: torch.Tensor, shape: tuple[int, ...]) -> None:
             "build the operator for the image size that produced y")
 
 
-def _to_device(op: torch.nn.Module, device: torch.device) -> None:
-    # Operator buffers must live where the sampler works; move them once, never per step.
-    buf = next(op.buffers(), None) if isinstance(op, torch.nn.Module) else None
-    if buf is not None and buf.device != device:
-        op.to(device)
+def _codec_image_shape(op, y: torch.Tensor) -> tuple[int, ...]:
+    """The codec's ``image_shape``, or that of ``y`` (the decoded batch) when it was built for any size."""
+    if getattr(op, "image_shape", None) is not None:
+        return tuple(int(d) for d in op.image_shape)
+    if torch.is_tensor(y) and y.dim() == 3:
+        raise DDRMError(f"y has shape {tuple(y.shape)} without a batch dimension: pass y.unsqueeze(0)")
+    if not torch.is_tensor(y) or y.dim() != 4:
+        got = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+        raise DDRMError(f"y must be the decoded image batch (B, C, H, W) for {type(op).__name__}, got {got}")
+    return tuple(int(d) for d in y.shape[1:])
+
+
+# Device copies of callers' operators: {operator: {device: (tensor states, copy)}}. Weak keys, so a
+# copy lives no longer than its operator; the caller's operator itself is never moved.
+_DEVICE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _resolved(device: torch.device) -> torch.device:
+    # "cuda" means the current CUDA device; tensors always report an index.
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _tensor_states(op: torch.nn.Module) -> list[tuple[weakref.ref, int]] | None:
+    """Each parameter and buffer of ``op`` with its in-place version counter (None: not trackable)."""
+    states = []
+    for t in (*op.parameters(), *op.buffers()):
+        try:
+            states.append((weakref.ref(t), t._version))
+        except RuntimeError:  # inference-mode tensors keep no version counter
+            return None
+    return states
+
+
+def _unchanged(states: list[tuple[weakref.ref, int]], op: torch.nn.Module) -> bool:
+    tensors = (*op.parameters(), *op.buffers())
+    return len(states) == len(tensors) and all(
+        ref() is t and v == t._version for (ref, v), t in zip(states, tensors))
+
+
+def _on_device(op, device: torch.device):
+    """``op`` if its tensors live on ``device``, else a copy there, made once and reused while ``op``'s
+    parameters and buffers are the same tensors, unmodified in place; ``op`` itself is never moved."""
+    if not isinstance(op, torch.nn.Module):
+        return op
+    device = _resolved(device)
+    if all(t.device == device for t in (*op.parameters(), *op.buffers())):
+        _DEVICE_COPIES.get(op, {}).pop(device, None)  # the caller moved it there since: drop our copy
+        return op
+    per_op = _DEVICE_COPIES.setdefault(op, {})
+    cached = per_op.get(device)
+    if cached is not None and cached[0] is not None and _unchanged(cached[0], op):
+        return cached[1]
+    moved = copy.deepcopy(op).to(device)
+    per_op[device] = (_tensor_states(op), moved)
+    return moved
 
 
 def ddrm(
@@ -86,6 +140,10 @@ def ddrm(
     depend on the batch it is in). ``clip_denoised`` clamps every x̂0 to [-1, 1] before it is used
     (diffusers' ``clip_sample``; not in the papers, off by default): it keeps a weak prior's
     predictions in range where the operator leaves them unconstrained (colourisation's chroma).
+
+    ``op`` is never moved or modified: when its tensors are not on the prior's device, the sampler
+    uses a copy there, made on the first call and reused while ``op``'s tensors are unchanged. A
+    codec built without ``image_shape`` (``operators.JPEG(quality=10)``) takes the size of ``y``.
     """
     from operators.codec import CodecOperator
 
@@ -102,7 +160,7 @@ def ddrm(
         raise DDRMError(f"sigma_y must be a finite value >= 0, got {sigma_y}")
     if codec and sigma_y > 0:
         raise DDRMError("sigma_y applies to linear operators only; codec (JPEG) operators need sigma_y=0")
-    image_shape = tuple(int(d) for d in op.image_shape)
+    image_shape = _codec_image_shape(op, y) if codec else tuple(int(d) for d in op.image_shape)
     _validate_y(y, image_shape if codec else tuple(int(d) for d in op.measurement_shape))
     if prior.channels is not None and prior.channels != image_shape[0]:
         raise DDRMError(
@@ -119,7 +177,8 @@ def ddrm(
                 f"pass torch.Generator(device='{device.type}')")
     t_start = max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps)) if codec else None
     ts = timesteps(steps, prior.num_train_timesteps, t_start)
-    _to_device(op, device)
+    # Operator tensors must live where the sampler works: copied there once, never per step.
+    op = _on_device(op, device)
     y = y.to(device=device, dtype=torch.float32)
     with torch.no_grad():
         run = _run_codec if codec else _run_linear
@@ -181,7 +240,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
     xbar = torch.where(start_obs, ybar, torch.zeros_like(ybar)) + init_std * z
 
     # Each update is x̄' = A ⊙ x̄0 + Bc ⊙ x̄ + Dc ⊙ ȳ + S ⊙ z with per-entry coefficients (n,) set by the
-    # entry's case (DESIGN.md), using ε̄ = (x̄ - x̄0) / σ; only 4 passes over the (B, n) batch per step.
+    # entry's case (docs/design.md), using ε̄ = (x̄ - x̄0) / σ; only 4 passes over the (B, n) batch per step.
     unobserved = ~observed
     if sigma_y == 0.0:
         # Noiseless: every observed entry is "noisier than y" at every σ' > 0, so Dc ⊙ ȳ is fixed.

@@ -14,3 +14,122 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---- priors: analytic ones for exact laws, a tiny real UNet for the loading path ------------------
+
+
+def linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
+    """``alphas_cumprod`` of DDPM's linear schedule (betas 1e-4 .. 0.02), float64."""
+    return torch.cumprod(1 - torch.linspace(1e-4, 0.02, steps, dtype=torch.float64), 0)
+
+
+class GaussianPrior:
+    """The exact noise predictor for images ``x ~ N(mu, Sigma)`` (flattened to ``n``):
+    ``E[ε | x_t] = sqrt(1-ᾱ) (ᾱΣ + (1-ᾱ)I)⁻¹ (x_t - sqrt(ᾱ) mu)``; callable as ``eps(x_t, t)``."""
+
+    def __init__(self, mu: torch.Tensor, sigma: torch.Tensor, alphas_cumprod: torch.Tensor | None = None) -> None:
+        self.mu, self.sigma = mu, sigma
+        self.ac = linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
+        self.lam, self.q = torch.linalg.eigh(sigma)
+
+    @classmethod
+    def smooth(cls) -> GaussianPrior:
+        """Smooth, strongly correlated 1x4x4 images with std ~0.12, far from the [-1, 1] clamp."""
+        yy, xx = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+        p = torch.stack([yy.flatten(), xx.flatten()], 1).double()
+        d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
+        sigma = 0.012 * torch.exp(-d2 / 4.0) + 0.002 * torch.eye(16, dtype=torch.float64)
+        return cls(0.1 * torch.sin(torch.arange(16, dtype=torch.float64)), sigma)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.ac[t][:, None]
+        r = x.reshape(x.shape[0], -1).double() - a.sqrt() * self.mu
+        coef = (1 - a).sqrt() / (a * self.lam + 1 - a)
+        return (((r @ self.q) * coef) @ self.q.T).float().reshape(x.shape)
+
+    def x0(self, xve: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoiser in VE coordinates as an affine map: x̂0 = R xve + c."""
+        a = float(self.ac[t])
+        eye = torch.eye(self.mu.numel(), dtype=torch.float64)
+        r = eye - (1 - a) * (self.q * (1 / (a * self.lam + 1 - a))) @ self.q.T
+        return r, (eye - r) @ self.mu
+
+
+def make_oracle_prior(x: torch.Tensor, alphas_cumprod: torch.Tensor | None = None):
+    """A ``ddrm_kit.Prior`` whose clean-image prediction is always ``x`` (it returns the matching ε)."""
+    from ddrm_kit import Prior
+
+    ac = linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
+    a32 = ac.to(torch.float32)
+
+    def eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = a32[t].view(-1, 1, 1, 1)
+        return (xt - a.sqrt() * x) / (1 - a).sqrt()
+
+    return Prior(eps, ac)
+
+
+@pytest.fixture
+def gaussian_prior() -> GaussianPrior:
+    """The smooth 1x4x4 :class:`GaussianPrior` (pass it to ``ddrm_kit.Prior(g, g.ac)``)."""
+    return GaussianPrior.smooth()
+
+
+@pytest.fixture
+def oracle_prior():
+    """:func:`make_oracle_prior`: ``oracle_prior(x)`` is a prior that always predicts ``x``."""
+    return make_oracle_prior
+
+
+@pytest.fixture(scope="session")
+def tiny_unet_dir(tmp_path_factory):
+    """A seeded, untrained 2-level ``UNet2DModel`` (RGB, 16x16) + ``DDPMScheduler(1000)`` saved with
+    ``save_pretrained`` (root layout), once per session; tests must not modify the folder."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    folder = tmp_path_factory.mktemp("tiny_unet")
+    with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator
+        torch.manual_seed(0)
+        unet = UNet2DModel(
+            sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
+        )
+    unet.save_pretrained(folder)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
+    return folder
+
+
+#: The recipe of the shared training run: a 2-level UNet on 16x16 crops, small enough for a CPU test.
+TINY_TRAIN = dict(size=16, channels=(8, 16), batch=4, precision="fp32", progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny `ddrm_kit.train` run (24 steps), trained once per session; tests must not modify it.
+
+    ``data`` holds five small random RGB images (one nested), one grey image and one corrupt file;
+    ``run`` is the run folder, ``summary`` what ``train`` returned, ``warnings`` what it warned.
+    """
+    import types
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from ddrm_kit.train import train
+
+    root = tmp_path_factory.mktemp("trained_run")
+    data = root / "data"
+    (data / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(data / "sub" / "nested.jpg")
+    Image.fromarray(rng.integers(0, 256, (18, 18), dtype=np.uint8)).save(data / "grey.png")
+    (data / "corrupt.png").write_bytes(b"not an image")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(data, root / "run", steps=24, **TINY_TRAIN)
+    return types.SimpleNamespace(data=data, run=root / "run", summary=summary, recipe=dict(TINY_TRAIN),
+                                 warnings=[str(w.message) for w in caught])

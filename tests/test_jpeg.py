@@ -251,9 +251,26 @@ def test_quantize_levels_bin_centres_idempotent() -> None:
     assert sorted(k.unique().tolist()) == list(range(8))
     y = op.J(x)
     centres = -1 + (2 * torch.arange(8, dtype=torch.float64) + 1) / 8
-    torch.testing.assert_close(op.decode(torch.arange(8), torch.float64), centres)
+    decoded = op.decode(torch.arange(8))
+    assert decoded.dtype == torch.float32 and torch.equal(decoded.double(), centres)  # exact in float32
+    assert torch.equal(y, centres.float()[k])
     assert float((y - x).abs().max()) <= 1 / 8 + 1e-6
     assert torch.equal(op.J(y), y)
+    assert torch.equal(op.J(x.double()), centres[k])  # J keeps the input's dtype
     assert torch.equal(Quantize(3).encode(torch.tensor([[[[-1.0, -0.75, 0.0, 1.0]]]])), torch.tensor([[[[0, 1, 4, 7]]]]))
     with pytest.raises(OperatorError, match="bits"):
         Quantize(0)
+
+
+def test_codecs_share_one_decode_signature() -> None:
+    """Every codec decodes with ``decode(coeffs) -> Tensor``, as CodecOperator declares."""
+    import inspect
+
+    from operators import GreyCodec
+
+    base = list(inspect.signature(CodecOperator.decode).parameters)
+    for cls in (JPEG, Quantize, GreyCodec):
+        assert list(inspect.signature(cls.decode).parameters) == base == ["self", "coeffs"], cls.__name__
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for op in (JPEG(40), Quantize(4), GreyCodec(JPEG(40, image_shape=(1, 8, 8)))):
+        assert torch.equal(op.decode(op.encode(x)), op.J(x))

@@ -35,7 +35,10 @@ def test_psnr_clamps_to_unit_range_and_identical_is_inf():
 
 def test_psnr_accepts_single_image_and_rejects_shape_mismatch():
     a = _rand((3, 5, 5), 0)
-    assert psnr(a, a * 0.5).shape == (1,)
+    # a (C, H, W) image is a batch of one; x - ref = -a/2 in [-1, 1] units is -a/4 in [0, 1] units
+    got = psnr(a * 0.5, a)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(-10 * math.log10(float((a.double() / 4).pow(2).mean())), abs=1e-5)
     with pytest.raises(ValueError, match="same shape"):
         psnr(a, _rand((3, 5, 6), 1))
 

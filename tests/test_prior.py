@@ -106,16 +106,16 @@ def test_odd_sizes_are_reflect_padded_and_cropped(tmp_path):
     assert prior(tiny, torch.tensor([1])).shape == tiny.shape
 
 
-def test_default_device_dtype_and_fp16_needs_cuda(tmp_path):
-    save(tmp_path, tiny_unet(), DDPMScheduler(num_train_timesteps=20), "root")
-    prior = load_prior(str(tmp_path))
+def test_default_device_dtype_and_fp16_needs_cuda(tiny_unet_dir):
+    prior = load_prior(str(tiny_unet_dir))
     assert prior.device.type == ("cuda" if torch.cuda.is_available() else "cpu") and prior.dtype == torch.float32
+    assert prior.channels == 3 and prior.num_train_timesteps == 1000
     if not torch.cuda.is_available():
         with pytest.raises(DDRMError, match="CUDA"):
-            load_prior(tmp_path, dtype=torch.float16)
+            load_prior(tiny_unet_dir, dtype=torch.float16)
         with pytest.raises(DDRMError, match="CUDA"):
-            load_prior(tmp_path, device="cuda")
-    bf16 = load_prior(tmp_path, device="cpu", dtype=torch.bfloat16)
+            load_prior(tiny_unet_dir, device="cuda")
+    bf16 = load_prior(tiny_unet_dir, device="cpu", dtype=torch.bfloat16)
     assert bf16(torch.randn(1, 3, 8, 8), torch.tensor([3])).dtype == torch.float32
 
 
@@ -136,10 +136,14 @@ def test_builtin_prior_missing_is_a_clear_error(tmp_path, monkeypatch):
             load_prior(name, device="cpu")
 
 
-def test_builtin_prior_loads_from_its_folder(tmp_path, monkeypatch):
-    save(tmp_path, tiny_unet(), DDPMScheduler(num_train_timesteps=20), "root")
-    monkeypatch.setattr(prior_mod, "BUILTIN_DIR", tmp_path)
-    assert load_prior(device="cpu").name == "the built-in prior"
+def test_builtin_prior_loads_from_its_folder(tiny_unet_dir, monkeypatch):
+    monkeypatch.setattr(prior_mod, "BUILTIN_DIR", tiny_unet_dir)
+    prior = load_prior(device="cpu")
+    assert prior.name == "the built-in prior"
+    x, t = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
+    unet = UNet2DModel.from_pretrained(tiny_unet_dir).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(prior(x, t), unet(x, t).sample, atol=1e-5, rtol=1e-5)
 
 
 def test_offline_hub_id_names_the_ways_out(tmp_path, monkeypatch):
