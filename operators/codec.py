@@ -43,10 +43,12 @@ class GreyCodec(CodecOperator):
 
     def __init__(self, inner: CodecOperator) -> None:
         super().__init__()
-        if tuple(inner.image_shape)[0] != 1:
-            raise ValueError(f"GreyCodec wraps a 1-channel codec, got image_shape {tuple(inner.image_shape)}")
+        shape = getattr(inner, "image_shape", None)
+        if shape is not None and tuple(shape)[0] != 1:
+            raise ValueError(f"GreyCodec wraps a 1-channel codec, got image_shape {tuple(shape)}")
         self.inner = inner
-        self.image_shape = (3, *tuple(inner.image_shape)[1:])
+        # A codec built for any size (image_shape None) stays so: the sampler takes the size from y.
+        self.image_shape = None if shape is None else (3, *tuple(shape)[1:])
 
     def encode(self, x: torch.Tensor):
         return self.inner.encode(x.mean(1, keepdim=True))

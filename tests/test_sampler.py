@@ -411,6 +411,18 @@ def test_codec_built_without_image_shape_takes_the_size_of_y(name):
         ddrm(oracle(x), any_size, y0.flatten(1), progress=False)
 
 
+def test_grey_codec_of_any_size_restores_like_a_sized_one():
+    shape = (3, 16, 24)
+    x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    sized = operators.GreyCodec(operators.JPEG(quality=10, image_shape=(1, 16, 24)))
+    any_size = operators.GreyCodec(operators.JPEG(quality=10))
+    assert any_size.image_shape is None
+    y0 = sized.J(x)
+    runs = [ddrm(oracle(x), op, y0, steps=4, generator=torch.Generator().manual_seed(1), progress=False)
+            for op in (any_size, sized)]
+    assert torch.equal(*runs)
+
+
 def test_ddrm_leaves_the_callers_operator_where_it_is():
     op = operators.get_operator("inp_random50", SHAPE)  # float64 buffers on the CPU
     before = dict(op.named_buffers())
