@@ -48,3 +48,19 @@ class TrainingError(DDRMError):
 
 class TrainingDataNotFoundError(TrainingError, FileNotFoundError):
     """A --data folder that is missing or holds no readable image."""
+
+
+class CheckpointConfigError(DDRMError):
+    """An unknown or malformed --model-config, or checkpoint weights that do not show their network config."""
+
+
+class CheckpointWeightsError(UnsupportedModelError):
+    """Checkpoint weights that do not fit their network config: missing, unused or misshapen."""
+
+
+class ClassLabelError(DDRMError):
+    """A class-conditional network without --class-label, a label it lacks, or a label for an unconditional one."""
+
+
+class PlainFolderError(DDRMError):
+    """A network that needs ddrm-kit's adapter, so ``ddrm convert`` cannot write a plain diffusers folder."""

@@ -1,4 +1,7 @@
-"""Tests of the DDPM trainer (ddrm_kit/train.py) on tiny generated images with a tiny UNet."""
+"""Tests of the DDPM trainer (ddrm_kit.train, `ddrm train`) on tiny generated images with a tiny UNet.
+
+Most tests read the one run that conftest's ``trained_run`` fixture trains per session.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,80 +20,106 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ddrm_kit.errors import DDRMError
-from ddrm_kit.train import (
-    CHECKPOINT,
-    HOLDOUT_CSV,
-    TrainConfig,
-    TrainingDataNotFoundError,
-    TrainingError,
-    export_prior,
-    train,
-    train_command,
-    unet_config,
-)
+from ddrm_kit.cli.train import train_command
+from ddrm_kit.errors import DDRMError, TrainingDataNotFoundError, TrainingError
+from ddrm_kit.train import CHECKPOINT, CONFIG_JSON, HOLDOUT_CSV, TrainConfig, export_prior, train, unet_config
+from ddrm_kit.train.data import load_images
 
-# every fixture folder holds a corrupt file on purpose; only the first test checks its warning
+# every fixture folder holds a corrupt file on purpose; the tests that check its warning record it anyway
 pytestmark = pytest.mark.filterwarnings("ignore:skipping unreadable image")
 
-TINY = dict(size=16, channels=(8, 16), batch=4, precision="fp32", progress=False)
-TINY_CLI = ["--size", "16", "--channels", "8,16", "--batch", "4", "--precision", "fp32"]
+HOLDOUT_HEADER = "step,images_seen,train_seconds,train_loss,holdout_loss_ema,lr"
 
 
-@pytest.fixture()
-def images(tmp_path: Path) -> Path:
-    """Five small random RGB images (one nested), one grey image and one corrupt file."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "data"
-    (folder / "sub").mkdir(parents=True)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(folder / "sub" / "nested.jpg")
-    Image.fromarray(rng.integers(0, 256, (18, 18), dtype=np.uint8)).save(folder / "grey.png")
-    (folder / "corrupt.png").write_bytes(b"not an image")
-    return folder
-
-
-def _weights(path: Path) -> dict[str, dict]:
-    ckpt = torch.load(path / CHECKPOINT, map_location="cpu", weights_only=False)
-    return ckpt
+def _state(run: Path) -> dict:
+    return torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
-    assert a["step"] == b["step"]
+    """Bit-identical counters, weights, optimizer moments and the crop/noise RNG streams."""
+    assert (a["step"], a["images_seen"]) == (b["step"], b["images_seen"])
     for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
         for name, tensor in a[key].items():
             torch.testing.assert_close(tensor, b[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        torch.testing.assert_close(sa["exp_avg"], sb["exp_avg"], rtol=0, atol=0)
+        for moment in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(sa[moment], sb[moment], rtol=0, atol=0)
+    assert a["rng"]["crop"] == b["rng"]["crop"]
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
 
 
-def test_few_steps_write_a_loadable_pretrained_folder(images: Path, tmp_path: Path) -> None:
+def _no_temporary_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*") if ".export." in p.name or p.name.endswith(".tmp")]
+
+
+def test_run_folder_loads_as_pretrained_and_resumable(trained_run) -> None:
     from diffusers import DDPMScheduler, UNet2DModel
 
-    out = tmp_path / "run"
-    with pytest.warns(UserWarning, match="corrupt.png"):
-        summary = train(images, out, steps=4, **TINY)
-    assert summary["step"] == 4 and summary["images_seen"] == 16
-    assert np.isfinite(summary["holdout_loss"])
+    run, summary = trained_run.run, trained_run.summary
+    assert (summary["step"], summary["images_seen"], summary["out"]) == (24, 96, str(run))
+    assert any("skipping unreadable image" in w and "corrupt.png" in w for w in trained_run.warnings)
 
-    unet = UNet2DModel.from_pretrained(out, subfolder="unet")
-    assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
-    ckpt = _weights(out)
+    ckpt = _state(run)
+    # resuming runs made by earlier versions depends on these keys
+    assert ckpt.keys() == {"config", "step", "images_seen", "train_seconds", "model", "ema", "optimizer", "rng"}
+    assert {"torch", "numpy", "python", "crop", "noise"} <= ckpt["rng"].keys()
+    assert (ckpt["step"], ckpt["images_seen"]) == (24, 96)
+    recipe = asdict(TrainConfig(data=[str(trained_run.data)], **{k: v for k, v in trained_run.recipe.items() if k != "progress"}))
+    assert ckpt["config"] == recipe
+    assert json.loads((run / CONFIG_JSON).read_text()) == json.loads(json.dumps(recipe))
+
     # the saved model is the EMA copy, which differs from the raw weights after a few steps
+    unet = UNet2DModel.from_pretrained(run, subfolder="unet")
+    assert (run / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert unet.state_dict().keys() == ckpt["ema"].keys()
     for name, tensor in unet.state_dict().items():
-        torch.testing.assert_close(tensor, ckpt["ema"][name])
+        torch.testing.assert_close(tensor, ckpt["ema"][name], rtol=0, atol=0)
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
 
-    sched = DDPMScheduler.from_pretrained(out, subfolder="scheduler")
+    sched = DDPMScheduler.from_pretrained(run, subfolder="scheduler")
     assert sched.config.num_train_timesteps == 1000
     assert sched.config.prediction_type == "epsilon"
     assert sched.config.beta_schedule == "linear"
     torch.testing.assert_close(sched.betas[[0, -1]], torch.tensor([1e-4, 0.02]))
-    assert json.loads((out / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DModel"]
+    assert json.loads((run / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DModel"]
 
-    rows = (out / HOLDOUT_CSV).read_text().splitlines()
-    assert rows[0].startswith("step,") and rows[1].startswith("4,16,")
+    rows = (run / HOLDOUT_CSV).read_text().splitlines()
+    assert len(rows) == 2 and rows[0] == HOLDOUT_HEADER
+    step, seen, _, _, holdout, lr = rows[1].split(",")
+    assert (step, seen, lr) == ("24", "96", "2.4e-05")  # the last step's rate: 5e-4 * 24 / 500 warm-up steps
+    assert holdout == f"{summary['holdout_loss']:.6f}"
+    assert _no_temporary_files(run)
+
+
+def test_load_images_reads_rgb_and_skips_what_it_cannot_use(trained_run) -> None:
+    data = trained_run.data
+    with pytest.warns(UserWarning) as caught:
+        images = load_images([data], 19)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith(f"skipping unreadable image {data / 'corrupt.png'}: ") for m in messages)
+    assert f"skipping {data / 'grey.png'}: 18x18 is smaller than --size 19" in messages
+
+    # sorted by path, nested folders included, every image RGB uint8 as decoded
+    names = ["0.png", "1.png", "2.png", "3.png", "sub/nested.jpg"]
+    assert len(images) == len(names)
+    for name, arr in zip(names, images):
+        assert arr.dtype == np.uint8
+        np.testing.assert_array_equal(arr, np.asarray(Image.open(data / name).convert("RGB")))
+
+    grey = load_images([data], 16)[4]
+    assert grey.shape == (18, 18, 3)
+    np.testing.assert_array_equal(grey, np.asarray(Image.open(data / "grey.png").convert("RGB")))
+
+
+def test_training_image_with_exif_orientation_is_loaded_upright(tmp_path: Path) -> None:
+    stored = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    (image,) = load_images([tmp_path], 16)
+    np.testing.assert_array_equal(image, np.rot90(stored, k=-1))
 
 
 def test_conv_only_unet_takes_any_multiple_of_its_downsampling() -> None:
@@ -107,109 +137,148 @@ def test_conv_only_unet_takes_any_multiple_of_its_downsampling() -> None:
     assert attn["up_block_types"] == ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")
 
 
-def test_resume_continues_exactly(images: Path, tmp_path: Path) -> None:
-    split = tmp_path / "split"
-    train(images, split, steps=3, **TINY)
-    train([], split, steps=6, resume=True, **TINY)
-    straight = tmp_path / "straight"
-    train(images, straight, steps=6, **TINY)
-    _assert_same_state(_weights(split), _weights(straight))
-    assert len((split / HOLDOUT_CSV).read_text().splitlines()) == 3  # header + two checkpoints
-
-
-def test_resume_after_kill(images: Path, tmp_path: Path) -> None:
-    """Kill -9 a running trainer after a checkpoint; --resume continues from that step exactly."""
+def test_resume_after_kill(trained_run, tmp_path: Path) -> None:
+    """Kill -9 a running trainer after a checkpoint; --resume continues from that step bit-exactly."""
+    recipe = trained_run.recipe
+    tiny_cli = ["--size", str(recipe["size"]), "--channels", ",".join(map(str, recipe["channels"])),
+                "--batch-size", str(recipe["batch"]), "--precision", recipe["precision"], "--no-progress"]
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ddrm_kit.train", "--data", str(images), "--out", str(out), *TINY_CLI]
     proc = subprocess.Popen(
-        [*cmd, "--steps", "1000000", "--checkpoint-every", "0.002"],
+        [sys.executable, "-m", "ddrm_kit.train", "--data", str(trained_run.data), "-o", str(out), *tiny_cli,
+         "--steps", "1000000", "--checkpoint-every", "0.002"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if (out / CHECKPOINT).exists() and _weights(out)["step"] >= 3:
+            if (out / CHECKPOINT).exists() and _state(out)["step"] >= 3:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         else:
             pytest.fail("the trainer wrote no checkpoint within 60 s")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    killed_at = _weights(out)["step"]
+    killed_at = _state(out)["step"]
+    rows_before = (out / HOLDOUT_CSV).read_text().splitlines()
 
-    summary = train([], out, steps=killed_at + 2, resume=True, **TINY)
-    assert summary["images_seen"] == 4 * (killed_at + 2)  # it started from the checkpoint, not from 0
-    resumed = _weights(out)
-    assert resumed["step"] == killed_at + 2
+    # resume to the shared run's step; a machine slow to kill gets a straight run of its own
+    straight, reference = trained_run.run, trained_run.summary
+    if killed_at + 2 > reference["step"]:
+        straight = tmp_path / "straight"
+        reference = train(trained_run.data, straight, steps=killed_at + 2, **recipe)
+    target = reference["step"]
 
-    straight = tmp_path / "straight"
-    train(images, straight, steps=killed_at + 2, **TINY)
-    _assert_same_state(resumed, _weights(straight))
-
-
-def test_resumed_run_loads_with_load_prior(images: Path, tmp_path: Path) -> None:
-    prior = pytest.importorskip("ddrm_kit.prior")
-    out = tmp_path / "run"
-    train(images, out, steps=2, **TINY)
-    loaded = prior.load_prior(str(out), device="cpu")
-    x = torch.zeros(1, 3, 16, 16)
-    eps = loaded(x, torch.tensor([500]))
-    assert eps.shape == x.shape and eps.dtype == torch.float32
+    summary = train([], out, steps=target, resume=True, **recipe)
+    assert summary["images_seen"] == recipe["batch"] * target  # it started from the checkpoint, not from 0
+    _assert_same_state(_state(out), _state(straight))
+    assert summary["holdout_loss"] == reference["holdout_loss"]
+    rows = (out / HOLDOUT_CSV).read_text().splitlines()
+    assert rows[: len(rows_before)] == rows_before and len(rows) == len(rows_before) + 1
+    assert rows[-1].startswith(f"{target},{recipe['batch'] * target},")
 
 
-def test_export_prior_writes_a_small_flat_folder(images: Path, tmp_path: Path) -> None:
+def test_run_loads_with_load_prior(trained_run) -> None:
     from diffusers import UNet2DModel
 
-    out = tmp_path / "run"
-    train(images, out, steps=2, **TINY)
+    from ddrm_kit.prior import load_prior
+
+    prior = load_prior(str(trained_run.run), device="cpu", channels_last=False)  # NHWC would round differently
+    unet = UNet2DModel.from_pretrained(trained_run.run, subfolder="unet")
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500, 20])
+    eps = prior(x, t)
+    assert eps.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(eps, unet(x, t).sample, rtol=0, atol=0)
+    assert prior.num_train_timesteps == 1000
+
+
+def test_export_prior_writes_a_small_flat_folder(trained_run, tmp_path: Path) -> None:
+    from diffusers import UNet2DModel
+    from safetensors.torch import load_file
+
     dest = tmp_path / "builtin"
     dest.mkdir()
     (dest / "README.md").write_text("card")
-    export_prior(out, dest)
+    assert export_prior(trained_run.run, dest) == dest
     assert (dest / "README.md").read_text() == "card"
-    assert (dest / "scheduler_config.json").exists()
-    from safetensors.torch import load_file
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "README.md", "config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"]
+    assert "_name_or_path" not in json.loads((dest / "config.json").read_text())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (dest / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
     tensors = load_file(dest / "diffusion_pytorch_model.safetensors")
-    assert all(t.dtype == torch.float16 for t in tensors.values())
-    unet = UNet2DModel.from_pretrained(dest)
-    ema = _weights(out)["ema"]
-    for name, tensor in unet.state_dict().items():
-        torch.testing.assert_close(tensor.float(), ema[name], rtol=1e-3, atol=1e-3)
+    ema = _state(trained_run.run)["ema"]
+    assert tensors.keys() == ema.keys()
+    for name, tensor in tensors.items():
+        assert torch.equal(tensor, ema[name].half()), name  # float16, rounded once from the EMA weights
+    assert UNet2DModel.from_pretrained(dest).config.block_out_channels == [8, 16]
+
+    with pytest.raises(TrainingDataNotFoundError, match="no unet/ folder"):
+        export_prior(tmp_path / "not-a-run", dest)
 
 
 def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
+    tiny = dict(size=16, channels=(8, 16), batch=4, precision="fp32", progress=False)
     with pytest.raises(TrainingDataNotFoundError, match="no readable image") as info:
-        train(empty, tmp_path / "run", steps=1, **TINY)
+        train(empty, tmp_path / "run", steps=1, **tiny)
     assert isinstance(info.value, DDRMError) and isinstance(info.value, FileNotFoundError)
     (empty / "broken.jpg").write_bytes(b"\xff\xd8 truncated")  # unreadable files are skipped, not counted
-    with pytest.raises(TrainingDataNotFoundError, match="no readable image"):
-        train(empty, tmp_path / "run", steps=1, **TINY)
+    with pytest.warns(UserWarning, match="broken.jpg"), pytest.raises(TrainingDataNotFoundError, match="no readable image"):
+        train(empty, tmp_path / "run", steps=1, **tiny)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        train(tmp_path / "missing", tmp_path / "run", steps=1, **TINY)
+        train(tmp_path / "missing", tmp_path / "run", steps=1, **tiny)
 
-    result = CliRunner().invoke(train_command, ["--data", str(empty), "--out", str(tmp_path / "run"), "--steps", "1"])
-    assert result.exit_code != 0
-    assert "no readable image" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(train_command, ["--data", str(empty), "-o", str(tmp_path / "run"), "--steps", "1"])
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        f"Error: no readable image of at least 64x64 pixels under {empty}; pass a folder of PNG/JPEG images\n")
+    assert "Traceback" not in result.output
 
 
-def test_existing_run_needs_resume_and_stopping_rule(images: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    train(images, out, steps=1, **TINY)
-    with pytest.raises(TrainingError, match="--resume"):
-        train(images, out, steps=2, **TINY)
+def test_existing_run_needs_resume_and_stopping_rule(trained_run, tmp_path: Path) -> None:
+    before = (trained_run.run / CHECKPOINT).stat().st_mtime_ns
+    with pytest.raises(TrainingError, match="already holds a training run; pass --resume"):
+        train(trained_run.data, trained_run.run, steps=30, **trained_run.recipe)
+    assert (trained_run.run / CHECKPOINT).stat().st_mtime_ns == before
     with pytest.raises(TrainingError, match="--steps N or --minutes M"):
-        train(images, tmp_path / "other", **TINY)
+        train(trained_run.data, tmp_path / "other", **trained_run.recipe)
+
     runner = CliRunner()
-    result = runner.invoke(train_command, ["--data", str(images), "--out", str(tmp_path / "x"), "--steps", "1", "--minutes", "1"])
-    assert result.exit_code == 2 and "not both" in result.output
-    result = runner.invoke(train_command, ["--data", str(images), "--out", str(tmp_path / "x"), "--channels", "8,a", "--steps", "1"])
-    assert result.exit_code == 1 and "comma-separated integers" in result.output
+    args = ["--data", str(trained_run.data), "-o", str(tmp_path / "x")]
+    result = runner.invoke(train_command, [*args, "--steps", "1", "--minutes", "1"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: give either --steps or --minutes, not both"
+    # the old spellings --out and --batch still parse (the run stops at the --channels check)
+    result = runner.invoke(train_command, ["--data", str(trained_run.data), "--out", str(tmp_path / "x"),
+                                           "--batch", "4", "--channels", "8,a", "--steps", "1"])
+    assert result.exit_code == 1
+    assert result.output == "Error: --channels must be comma-separated integers like 32,64,128,128, got '8,a'\n"
+    assert not (tmp_path / "x").exists()
+
+
+def test_output_under_a_file_is_a_one_line_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(TrainingError, match="is a file, not a folder"):
+        train(tmp_path, afile / "run", steps=1)
+
+    runner = CliRunner()
+    for flag in ("--out", "-o"):
+        result = runner.invoke(train_command, ["--data", str(tmp_path), flag, str(afile / "run"), "--steps", "1"])
+        assert result.exit_code == 1
+        assert result.output == (
+            f"Error: -o/--output {afile / 'run'}: {afile} is a file, not a folder; choose another run folder\n")
+    result = runner.invoke(train_command, ["--data", str(tmp_path), "-o", str(afile), "--steps", "1"])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert result.output.startswith("Error: Invalid value for '-o'") and result.output.endswith(f"'{afile}' is a file.\n")
 
 
 def test_shipped_builtin_prior_is_small_conv_only_and_documented() -> None:

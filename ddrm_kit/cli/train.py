@@ -1,0 +1,52 @@
+"""``ddrm train``: train a diffusion prior on a folder of images (the trainer is ``ddrm_kit.train``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .errors import Command
+from .options import batch_size_option, device_option, output_option, precision_option, progress_option
+
+
+@click.command("train", cls=Command)
+@click.option("--data", "data", multiple=True, type=click.Path(file_okay=False), help="Folder of training images, searched recursively (repeat for several). Optional with --resume.")
+@output_option("Run folder: save_pretrained model (EMA), checkpoint.pt, holdout.csv.", type=click.Path(file_okay=False))
+@click.option("--size", default=64, type=click.IntRange(min=8), show_default=True, help="Square crop size in pixels.")
+@click.option("--channels", default="32,64,128,128", show_default=True, help="UNet block widths, one per resolution level.")
+@click.option("--layers-per-block", default=1, type=click.IntRange(min=1), show_default=True, help="ResNet layers per UNet block.")
+@click.option("--attention/--no-attention", default=False, show_default=True, help="Self-attention at the two lowest resolutions (off: conv-only, any image size).")
+@batch_size_option(32, "Crops per step.")
+@click.option("--lr", default=5e-4, show_default=True, help="AdamW learning rate (linear warm-up over 500 steps).")
+@click.option("--ema", default=0.999, type=click.FloatRange(0, 1), show_default=True, help="EMA decay of the saved weights.")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Stop at this total step count.")
+@click.option("--minutes", type=click.FloatRange(min=0), default=None, help="Stop after this many minutes of this run.")
+@click.option("--checkpoint-every", default=10.0, show_default=True, type=click.FloatRange(min=0), help="Minutes between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue the run in the output folder from its last checkpoint (recipe, weights, optimizer, RNG).")
+@device_option
+# the shared --seed's help speaks of per-image noise, which training does not have
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, crops, timesteps and noise.")
+@precision_option(("auto", "fp32", "bf16"), "auto", "auto: bfloat16 autocast on CUDA and on CPUs with native bf16, else float32.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (1 is fastest on a CPU that other jobs share).")
+@progress_option
+def train_command(data: tuple[str, ...], output: str, channels: str, batch_size: int, steps: int | None,
+                  minutes: float | None, **options: Any) -> None:
+    """Train a diffusion prior with DDPM (Ho et al. 2020) on a folder of images.
+
+    The output folder loads with `ddrm solve --model OUT` and `ddrm_kit.load_prior(OUT)`.
+    Kill it any time and continue with --resume.
+    """
+    from ddrm_kit.train import parse_channels, train
+
+    if steps is not None and minutes is not None:
+        raise click.UsageError("give either --steps or --minutes, not both")
+    if steps is None and minutes is None:
+        raise click.UsageError("give a stopping rule: --steps N or --minutes M")
+    summary = train(list(data), output, channels=parse_channels(channels), batch=batch_size, steps=steps,
+                    minutes=minutes, **options)
+    click.echo(
+        f"done: step {summary['step']}, {summary['images_seen']} images, "
+        f"{summary['train_seconds'] / 60:.1f} min of training, held-out loss {summary['holdout_loss']:.5f}; "
+        f"model in {summary['out']}"
+    )

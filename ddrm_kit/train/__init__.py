@@ -1,0 +1,37 @@
+"""`ddrm train`: a resumable DDPM trainer (Ho et al. 2020, Algorithm 1) for diffusers UNet2DModel priors.
+
+The run folder holds:
+
+- ``unet/`` + ``scheduler/`` + ``model_index.json``: a ``save_pretrained`` layout (EMA weights as the
+  model, safetensors) that ``UNet2DModel.from_pretrained(OUT, subfolder="unet")``,
+  ``DDPMScheduler.from_pretrained(OUT, subfolder="scheduler")``, ``ddrm_kit.load_prior(OUT)`` and
+  ``ddrm solve --model OUT`` load directly;
+- ``checkpoint.pt``: everything needed to continue exactly (raw + EMA weights, optimizer, step,
+  RNG states) with ``--resume``;
+- ``holdout.csv``: the held-out loss at every checkpoint; ``train_config.json``: the recipe.
+
+Modules: ``recipe`` (model and schedule), ``data`` (images and crops), ``checkpoint`` (the run
+folder on disk) and ``loop`` (the training loop). The command is ``ddrm_kit.cli.train``.
+"""
+
+from __future__ import annotations
+
+from ddrm_kit.errors import TrainingDataNotFoundError, TrainingError
+
+from .checkpoint import CHECKPOINT, CONFIG_JSON, HOLDOUT_CSV, export_prior
+from .loop import train
+from .recipe import TrainConfig, parse_channels, scheduler_config, unet_config
+
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG_JSON",
+    "HOLDOUT_CSV",
+    "TrainConfig",
+    "TrainingDataNotFoundError",
+    "TrainingError",
+    "export_prior",
+    "parse_channels",
+    "scheduler_config",
+    "train",
+    "unet_config",
+]

@@ -1,0 +1,266 @@
+"""The training loop: DDPM's epsilon-prediction loss (Ho et al. 2020, Algorithm 1), bfloat16 autocast,
+the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddrm_kit.errors import TrainingError
+
+from . import checkpoint as ckpt
+from .data import load_images, random_crops, split_holdout
+from .recipe import TrainConfig, check_size, ema_decay, learning_rate, scheduler_config, unet_config
+
+# Crops per held-out image: enough for a stable loss, cheap on a CPU.
+HOLDOUT_CROPS_PER_IMAGE = 4
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast(device: torch.device, precision: str):
+    """bfloat16 autocast context for the chosen precision (a no-op context for float32)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _cpu_has_bf16() -> bool:
+    """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' or 'fp32' for the device; 'bf16' and 'fp32' stay as they are."""
+    # bf16 autocast pays off on CUDA and on CPUs with native bf16 (2.0x faster steps for the
+    # 4M UNet on this project's AVX512-BF16 EPYC); elsewhere on CPU it emulates and is slower.
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16()) else "fp32"
+    if precision not in PRECISIONS:
+        raise TrainingError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision
+
+
+def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
+    """Fixed held-out crops, timesteps (evenly spread over [0, T)) and noise, from a fixed seed."""
+    rng = np.random.default_rng(cfg.seed + 54321)
+    x0 = torch.from_numpy(random_crops(images, n, cfg.size, rng))
+    t = torch.linspace(0, cfg.num_train_timesteps - 1, n).round().long()
+    noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
+    return x0, t, noise
+
+
+def noised(x0, t, noise, alphas_cumprod):
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps  (Ho et al. 2020, eq. 4)."""
+    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, batch: int) -> float:
+    """Mean squared epsilon error of ``model`` on the fixed held-out batch."""
+    x0, t, noise = holdout
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(x0), batch):
+            xb, tb, nb = x0[i : i + batch].to(device), t[i : i + batch].to(device), noise[i : i + batch].to(device)
+            with autocast(device, precision):
+                pred = model(noised(xb, tb, nb, alphas_cumprod), tb).sample
+            total += torch.nn.functional.mse_loss(pred.float(), nb, reduction="sum").item()
+    model.train()
+    return total / x0.numel()
+
+
+def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume: bool, recipe: dict[str, Any]) -> TrainConfig:
+    """The run's recipe: the checkpoint's when resuming, else the one given."""
+    if state is not None:
+        if not resume:
+            raise TrainingError(f"{out} already holds a training run; pass --resume to continue it or choose another -o/--output")
+        cfg = TrainConfig.from_dict(state["config"])
+        if folders:
+            cfg.data = folders  # the data may move; the recipe (architecture, optimiser, seed) may not
+        return cfg
+    if resume:
+        print(f"no checkpoint in {out} yet: starting a new run", file=sys.stderr)
+    if not folders:
+        raise TrainingError("pass --data with a folder of training images")
+    return TrainConfig(data=folders, **recipe)
+
+
+def train(
+    data: Sequence[str | os.PathLike] | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    size: int = 64,
+    channels: Sequence[int] = (32, 64, 128, 128),
+    layers_per_block: int = 1,
+    attention: bool = False,
+    batch: int = 32,
+    lr: float = 5e-4,
+    ema: float = 0.999,
+    steps: int | None = None,
+    minutes: float | None = None,
+    checkpoint_every: float = 10.0,
+    resume: bool = False,
+    device: str | None = None,
+    seed: int = 0,
+    precision: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a diffusers UNet2DModel epsilon-predictor with DDPM (Ho et al. 2020, Algorithm 1).
+
+    Repeats: x0 ~ data (random crop + flip), t ~ U{0..T-1}, eps ~ N(0, I);
+    descend || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, t) ||^2 (AdamW, linear
+    warm-up, EMA of the weights). Stops after ``steps`` total steps or ``minutes`` of this call
+    (or on SIGTERM / Ctrl-C), writing a checkpoint every ``checkpoint_every`` minutes and at the end.
+    With ``resume=True`` the recipe, weights, optimizer, step and RNG states come from
+    ``out/checkpoint.pt`` so the run continues exactly where the last checkpoint left it.
+    Returns a summary dict (step, images_seen, train_seconds, last held-out loss).
+    """
+    if steps is None and minutes is None:
+        raise TrainingError("give a stopping rule: --steps N or --minutes M")
+    if steps is not None and steps < 0 or minutes is not None and minutes < 0:
+        raise TrainingError("--steps and --minutes must be non-negative")
+    out = Path(out)
+    ckpt.check_run_folder(out)
+    folders = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    state = ckpt.load_state(out)
+    recipe = dict(size=size, channels=tuple(channels), layers_per_block=layers_per_block, attention=attention,
+                  batch=batch, lr=lr, ema=ema, seed=seed, precision=precision)
+    cfg = _recipe(state, folders, out, resume, recipe)
+    check_size(cfg)
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    prec = resolve_precision(cfg.precision, dev)
+    images = load_images(cfg.data, cfg.size)
+    train_idx, hold_idx = split_holdout(len(images), cfg.seed)
+    train_images = [images[i] for i in train_idx]
+    hold_images = [images[i] for i in hold_idx] or train_images
+    n_hold = HOLDOUT_CROPS_PER_IMAGE * len(hold_idx) if hold_idx else 2 * cfg.batch
+    holdout = holdout_batch(hold_images, cfg, n_hold)
+
+    # imported after the checks and the data, so that a mistake is reported without this wait
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    # The order of these random draws is part of the run: a resumed run must restore what a fresh one made.
+    torch.manual_seed(cfg.seed)
+    model = UNet2DModel(**unet_config(cfg)).to(dev)
+    ema_model = UNet2DModel(**unet_config(cfg)).to(dev)
+    ema_model.load_state_dict(model.state_dict())
+    ema_model.requires_grad_(False)
+    scheduler = DDPMScheduler(**scheduler_config(cfg))
+    alphas_cumprod = scheduler.alphas_cumprod.to(dev, torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    crop_rng = np.random.default_rng(cfg.seed)
+    noise_gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+
+    step, images_seen, train_seconds = 0, 0, 0.0
+    if state is not None:
+        step, images_seen, train_seconds = ckpt.restore_state(state, model, ema_model, opt, crop_rng, noise_gen)
+        del state  # the loaded weights are a second copy of the model
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.write_config(out, cfg)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"ddrm train: {n_params / 1e6:.2f}M-parameter UNet, {len(train_images)} training images"
+        f" ({len(hold_idx)} held out), {cfg.size}x{cfg.size} crops, batch {cfg.batch}, {prec} on {dev}, step {step}",
+        file=sys.stderr,
+    )
+
+    stop = {"flag": False}
+
+    def _request_stop(signum, frame):  # finish the current step, checkpoint, exit
+        stop["flag"] = True
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _request_stop) if in_main_thread else None
+    last_holdout = float("nan")
+    run_losses: list[float] = []
+
+    def checkpoint_now() -> None:
+        nonlocal last_holdout
+        last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg.batch)
+        snapshot = ckpt.make_state(cfg, model, ema_model, opt, crop_rng, noise_gen,
+                                   step=step, images_seen=images_seen, train_seconds=train_seconds)
+        ckpt.save_pretrained(ema_model, scheduler, out)
+        ckpt.save_state(out, snapshot)
+        mean_loss = float(np.mean(run_losses)) if run_losses else float("nan")
+        ckpt.append_holdout_row(out, [step, images_seen, f"{train_seconds:.1f}", f"{mean_loss:.6f}",
+                                      f"{last_holdout:.6f}", f"{opt.param_groups[0]['lr']:.3g}"])
+        run_losses.clear()
+        print(f"checkpoint: step {step}, held-out loss (EMA) {last_holdout:.5f} -> {out}", file=sys.stderr)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=steps,
+        initial=step if steps is not None else 0,
+        disable=not progress,
+        unit="step",
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+    start = time.monotonic()
+    last_ckpt = start
+    smooth_loss = None
+    model.train()
+    try:
+        while not stop["flag"]:
+            if steps is not None and step >= steps:
+                break
+            if minutes is not None and time.monotonic() - start >= 60.0 * minutes:
+                break
+            t0 = time.monotonic()
+            x0 = torch.from_numpy(random_crops(train_images, cfg.batch, cfg.size, crop_rng)).to(dev)
+            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch,), generator=noise_gen, device=dev)
+            noise = torch.randn(x0.shape, generator=noise_gen, device=dev)
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(cfg, step)
+            with autocast(dev, prec):
+                pred = model(noised(x0, t, noise, alphas_cumprod), t).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            decay = ema_decay(cfg, step)
+            with torch.no_grad():
+                for pe, pm in zip(ema_model.parameters(), model.parameters()):
+                    pe.lerp_(pm.detach(), 1 - decay)
+            step += 1
+            images_seen += cfg.batch
+            dt = time.monotonic() - t0
+            train_seconds += dt
+            value = loss.item()
+            run_losses.append(value)
+            smooth_loss = value if smooth_loss is None else 0.98 * smooth_loss + 0.02 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smooth_loss:.4f}", img_s=f"{cfg.batch / dt:.1f}", refresh=False)
+            if time.monotonic() - last_ckpt >= 60.0 * checkpoint_every:
+                checkpoint_now()
+                last_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        print("interrupted: writing a checkpoint", file=sys.stderr)
+    finally:
+        bar.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    checkpoint_now()
+    return {"step": step, "images_seen": images_seen, "train_seconds": train_seconds, "holdout_loss": last_holdout, "out": str(out)}
