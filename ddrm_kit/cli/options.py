@@ -37,6 +37,9 @@ class AliasedOption(click.Option):
         finally:
             self.opts = opts
 
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return " / ".join(f"'{name}'" for name in self.opts[: self._visible])
+
 
 def at_least(low: float) -> Callable:
     """A callback refusing values below ``low`` (and NaN), naming the option as typed."""

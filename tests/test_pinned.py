@@ -1,0 +1,36 @@
+"""Pinned numbers: `ddrm solve` with the shipped built-in prior on a tiny input.
+
+Like diffusers' ``expected_slice`` tests, these values were produced by the code and weights as
+shipped; any change of behaviour (sampler, seeds, prior loading, image IO, the weights) moves them.
+Update them only on purpose, saying why in the commit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from ddrm_kit.cli import main
+
+
+def _smooth_image(path) -> None:
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    rgb = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * xx), 0.5 + 0.4 * np.cos(2 * np.pi * yy),
+                    0.5 + 0.3 * np.sin(2 * np.pi * (xx + yy))], -1)
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(path)
+
+
+def test_solve_sr4_clean_with_the_builtin_prior(tmp_path, one_thread):
+    _smooth_image(tmp_path / "tiny.png")
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["solve", "--op", "sr4", "--clean", "--steps", "5", "--seed", "0",
+                                       "--no-progress", "-o", str(out), str(tmp_path / "tiny.png")])
+    assert result.exit_code == 0, result.output
+    scores = next(line.split() for line in result.stdout.splitlines() if line.startswith("tiny.png"))
+    assert scores[1:] == ["24.02", "0.771", "22.67", "0.686"]
+    a = np.asarray(Image.open(out)).astype(int)
+    expected_row = np.array([[160, 255, 189], [157, 237, 177], [180, 255, 206], [170, 243, 184]])
+    assert np.abs(a[0, :4] - expected_row).max() <= 1
+    assert np.abs(a[16, 16] - np.array([121, 1, 102])).max() <= 1
+    assert abs(a.mean() - 127.5003) < 0.05
