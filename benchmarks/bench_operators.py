@@ -86,9 +86,7 @@ def main() -> None:
 
     import operators
 
-    names = args.ops or [
-        n for n in operators.available() if not n.startswith(("jpeg", "quant"))  # codecs are not SVD operators
-    ]
+    names = args.ops or [n for n in operators.available() if operators.get_spec(n).kind == "linear"]
     cols = ["build_ms", "H_ms", "H_pinv_ms", "V_ms", "Vt_ms", "peak_mb"]
     print("| operator | size | construct ms | H ms | H_pinv ms | V ms | Vt ms | peak MB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

@@ -222,6 +222,7 @@ def measure(args: argparse.Namespace) -> None:
 
     import operators
     from ddrm_kit import ddrm, load_prior
+    from ddrm_kit.restore import observe
 
     diffusers_logging.set_verbosity_error()
     cfg = DRY if args.dry_run else FULL
@@ -257,7 +258,7 @@ def measure(args: argparse.Namespace) -> None:
     def ddrm_seconds(prior, op_name: str, batch: int, side: int, steps: int = 20, iters: int | None = None) -> float:
         op = operators.get_operator(op_name, (3, side, side)).to(dev)
         x = torch.rand(batch, 3, side, side, device=dev) * 2 - 1
-        y = op.J(x) if op_name.startswith("jpeg") else op.H(x)
+        y = observe(op, x)
         gens = [torch.Generator(device=dev).manual_seed(i) for i in range(batch)]
         return _timed(lambda: ddrm(prior, op, y, steps=steps, generator=gens, progress=False), dev, 1,
                       iters or max(1, cfg["iters"] // 3))
