@@ -1,4 +1,4 @@
-"""ddrm-kit: training-free image restoration with DDRM.
+"""ddrm-kit: training-free image restoration with DDRM, and Palette, its supervised counterpart.
 
 The public names are loaded lazily (PEP 562) so that ``import ddrm_kit`` (and the CLI's start-up)
 does not import torch or diffusers.
@@ -16,11 +16,17 @@ _LAZY = {
     "timesteps": "ddrm_kit.sampler",
     "load_prior": "ddrm_kit.prior",
     "Prior": "ddrm_kit.prior",
+    "palette": "ddrm_kit.palette_sampler",
+    "palette_condition": "ddrm_kit.palette_sampler",
+    "load_palette_prior": "ddrm_kit.palette_model",
 }
 
-__all__ = ["ddrm", "timesteps", "load_prior", "Prior", "__version__"]
+__all__ = ["ddrm", "timesteps", "load_prior", "Prior", "palette", "palette_condition", "load_palette_prior",
+           "__version__"]
 
 if TYPE_CHECKING:
+    from .palette_model import load_palette_prior
+    from .palette_sampler import palette, palette_condition
     from .prior import Prior, load_prior
     from .sampler import ddrm, timesteps
 

@@ -24,6 +24,7 @@ _LAZY = {
     "NoMeasurement": "identity",
     "BlockAverage": "superres",
     "Inpainting": "inpaint",
+    "Uncropping": "inpaint",
     "Colorization": "color",
     "SeparableSVD": "separable",
     "SeparableBlur": "blur",
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from .dense import DenseSVD
     from .fourier import CircularBlur
     from .identity import Identity, NoMeasurement
-    from .inpaint import Inpainting
+    from .inpaint import Inpainting, Uncropping
     from .jpeg import JPEG
     from .quantize import Quantize
     from .separable import SeparableSVD

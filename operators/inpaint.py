@@ -1,4 +1,4 @@
-"""Inpainting: keep a subset of pixels (random, centre box, DDRM's text masks, or a user mask)."""
+"""Inpainting: keep a subset of pixels (random, centre box, DDRM's text masks, a user mask, or one side: uncropping)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .base import OperatorError, SVDOperator, inverse_permutation
+from .errors import check_image_shape
 
 
 class Inpainting(SVDOperator):
@@ -116,6 +117,79 @@ def box_mask(shape: tuple[int, int, int], size: int | Sequence[int] | None = Non
     return keep
 
 
+#: The sides :class:`Uncropping` can remove.
+UNCROP_SIDES = ("left", "right", "top", "bottom")
+
+
+def uncrop_mask(shape: tuple[int, int, int], side: str = "right", fraction: float = 0.5) -> torch.Tensor:
+    """``(H, W)`` keep-mask missing ``round(fraction * W)`` columns (left/right) or ``round(fraction * H)`` rows."""
+    _, h, w = shape
+    if side not in UNCROP_SIDES:
+        raise OperatorError(f"uncrop side must be 'left', 'right', 'top' or 'bottom', got {side!r}")
+    try:
+        frac = float(fraction)
+    except (TypeError, ValueError):
+        raise OperatorError(f"uncrop fraction must be a number in (0, 1), got {fraction!r}") from None
+    if not 0.0 < frac < 1.0:
+        raise OperatorError(f"uncrop fraction must be in (0, 1) (the part of the image missing), got {fraction!r}")
+    length, what = (w, "columns") if side in ("left", "right") else (h, "rows")
+    k = round(frac * length)
+    if not 0 < k < length:
+        raise OperatorError(
+            f"uncrop fraction={frac:g} removes {k} of the {length} {what} of a {h}x{w} image; "
+            f"give a fraction that removes at least one and keeps at least one")
+    keep = torch.ones(h, w, dtype=torch.bool)
+    cut = {"left": (slice(None), slice(0, k)), "right": (slice(None), slice(length - k, None)),
+           "top": (slice(0, k), slice(None)), "bottom": (slice(length - k, None), slice(None))}[side]
+    keep[cut] = False
+    return keep
+
+
+class Uncropping(Inpainting):
+    r"""Uncropping (outpainting): one side of the image is missing, :math:`y = x_{\mathcal K}`.
+
+    Inpainting with a half-plane mask. With :math:`k = \mathrm{round}(f\,W)` for ``side`` left or
+    right (:math:`k = \mathrm{round}(f\,H)` for top or bottom), the kept set is
+
+    .. math::
+
+        \mathcal K = \{(c, i, j) : j \ge k\}\ (\text{left}), \quad \{j < W - k\}\ (\text{right}),
+        \quad \{i \ge k\}\ (\text{top}), \quad \{i < H - k\}\ (\text{bottom}),
+
+    and :math:`H` selects those entries: every singular value is 1, :math:`H^+ y` puts them back and
+    leaves the missing part at 0. ``y`` is the vector of kept values (``observation_kind =
+    "full_image"``: apply ``H`` to a full-size image whose missing part is anything).
+
+    Parameters:
+        image_shape: ``(C, H, W)`` of the clean image.
+        side: the missing side, ``"left"``, ``"right"`` (default), ``"top"`` or ``"bottom"``.
+        fraction: the part of the width (left/right) or height (top/bottom) that is missing, in
+            ``(0, 1)``; it must remove at least one column/row and keep at least one.
+
+    Example:
+        >>> import torch, operators
+        >>> op = operators.get_operator("uncrop", (1, 2, 4), side="left", fraction=0.25)
+        >>> op.mask.int()
+        tensor([[0, 1, 1, 1],
+                [0, 1, 1, 1]], dtype=torch.int32)
+        >>> x = torch.arange(8.0).reshape(1, 1, 2, 4)
+        >>> op.H(x)
+        tensor([[1., 2., 3., 5., 6., 7.]])
+        >>> op.H_pinv(op.H(x))
+        tensor([[[[0., 1., 2., 3.],
+                  [0., 5., 6., 7.]]]])
+    """
+
+    def __init__(self, image_shape: Sequence[int], side: str = "right", fraction: float = 0.5) -> None:
+        shape = check_image_shape(image_shape)
+        super().__init__(shape, uncrop_mask(shape, side, fraction))
+        self.side = side
+        self.fraction = float(fraction)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, side={self.side!r}, fraction={self.fraction:g}"
+
+
 def _inp_random(image_shape: tuple[int, int, int], pct: str, seed: int = 0) -> Inpainting:
     return Inpainting(image_shape, random_mask(image_shape, float(pct), seed))
 
@@ -134,3 +208,7 @@ def _inp_lorem(image_shape: tuple[int, int, int]) -> Inpainting:
 
 def _inp_mask(image_shape: tuple[int, int, int], mask: Any) -> Inpainting:
     return Inpainting(image_shape, mask)
+
+
+def _uncrop(image_shape: tuple[int, int, int], side: str = "right", fraction: float = 0.5) -> Uncropping:
+    return Uncropping(image_shape, side, fraction)

@@ -1,0 +1,169 @@
+"""Palette models on disk: the conditional UNet adapter, the ``palette.json`` marker and the loader.
+
+A Palette model folder is a ``save_pretrained`` folder (flat, or the DDPMPipeline layout with
+``unet/`` and ``scheduler/``) whose ``diffusers`` ``UNet2DModel`` takes ``2 C`` channels, the
+condition and the noisy image concatenated as ``(c, y_t)``, and predicts ε on ``C``. Next to it,
+``palette.json`` records the task the model was trained for::
+
+    {"operator": "uncrop", "params": {"side": "right", "fraction": 0.5}, "sigma_y": 0.0}
+
+``operator`` is a registry name, ``params`` its keywords (JSON values) and ``sigma_y`` the
+measurement noise of the training pairs in the units of [-1, 1] tensors (the Python ``sigma_y``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DDRMError, ModelNotFoundError, UnsupportedModelError
+from .prior import (_HAS_ACCELERATE, Prior, _alphas_cumprod, _check_scheduler_config, _has_weights, _read_json,
+                    _resolve_device, _resolve_dtype, _UNetEps)
+
+__all__ = ["PALETTE_JSON", "ConditionalUNet", "PaletteTask", "load_palette_prior", "read_palette_task",
+           "write_palette_task"]
+
+#: The marker file of a Palette model folder.
+PALETTE_JSON = "palette.json"
+
+
+class ConditionalUNet(torch.nn.Module):
+    """Palette's network as a conditional ε-predictor: ``eps(y_t, t, c) = unet(cat([c, y_t], 1), t)``.
+
+    ``unet`` is a ``UNet2DModel`` predicting ε with ``in_channels = 2 * out_channels``. Images of any
+    size are padded to the UNet's multiple and cropped back, as for an unconditional prior; the
+    output is float32.
+    """
+
+    def __init__(self, unet: torch.nn.Module, channels_last: bool = False) -> None:
+        super().__init__()
+        cin, cout = int(unet.config.in_channels), int(unet.config.out_channels)
+        if cin != 2 * cout:
+            raise UnsupportedModelError(
+                f"a Palette UNet takes the condition and the noisy image, 2 x {cout} = {2 * cout} input channels "
+                f"for {cout} output channels; this one takes {cin}")
+        self.channels = cout
+        # The unconditional adapter's ε path does the padding and cropping; it reads the schedule only to
+        # convert other prediction types, which a Palette model does not use.
+        self.adapter = _UNetEps(unet, torch.ones(1), "epsilon", channels_last)
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.adapter.unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.adapter(torch.cat([c.to(x.dtype), x], dim=1), t)
+
+
+@dataclass(frozen=True)
+class PaletteTask:
+    """What a Palette model restores: its operator's registry name and keywords, and the training ``sigma_y``."""
+
+    operator: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sigma_y: float = 0.0
+
+    def __post_init__(self) -> None:
+        from operators import REQUIRED, get_spec
+
+        spec = get_spec(self.operator)  # an unknown name is a one-line OperatorError listing close ones
+        params = dict(self.params)
+        unknown = sorted(k for k in params if spec.param(k) is None)
+        if unknown:
+            raise DDRMError(f"operator {self.operator!r} has no parameter {', '.join(unknown)}")
+        missing = [p.name for p in spec.params if p.default is REQUIRED and p.name not in params]
+        if missing:
+            raise DDRMError(f"operator {self.operator!r} needs {missing[0]}=...: {spec.param(missing[0]).help}")
+        try:
+            json.dumps(params)
+        except (TypeError, ValueError):
+            raise DDRMError(
+                f"the parameters of {self.operator} cannot be recorded in {PALETTE_JSON} (an array?): "
+                "Palette models take operators whose parameters are numbers, strings or lists") from None
+        try:
+            sigma_y = float(self.sigma_y)
+        except (TypeError, ValueError):
+            sigma_y = math.nan
+        if not (sigma_y >= 0.0 and math.isfinite(sigma_y)):
+            raise DDRMError(f"sigma_y must be a finite value >= 0, got {self.sigma_y!r}")
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "sigma_y", sigma_y)
+
+    def build(self, image_shape: tuple[int, int, int]):
+        """The operator for images of ``image_shape`` (``operators.get_operator``)."""
+        from operators import get_operator
+
+        return get_operator(self.operator, image_shape, **self.params)
+
+
+def write_palette_task(folder: str | os.PathLike, task: PaletteTask) -> Path:
+    """Write ``task`` as ``folder/palette.json`` (atomically); returns its path."""
+    from .atomic import write_text
+
+    body = {"operator": task.operator, "params": dict(task.params), "sigma_y": task.sigma_y}
+    return write_text(Path(folder) / PALETTE_JSON, json.dumps(body, indent=2) + "\n")
+
+
+def read_palette_task(folder: str | os.PathLike) -> PaletteTask | None:
+    """The task in ``folder/palette.json``, or None when the folder has none (not a Palette model)."""
+    path = Path(folder) / PALETTE_JSON
+    if not path.is_file():
+        return None
+    body = _read_json(path)
+    fits = (isinstance(body, dict) and isinstance(body.get("operator"), str) and isinstance(body.get("params", {}), dict)
+            and set(body) <= {"operator", "params", "sigma_y"})
+    if not fits:
+        raise UnsupportedModelError(
+            f"{path} is not a Palette marker: expected {{\"operator\": NAME, \"params\": {{...}}, \"sigma_y\": S}}")
+    return PaletteTask(body["operator"], body.get("params", {}), body.get("sigma_y", 0.0))
+
+
+def _component(folder: Path, sub: str, config: str) -> Path | None:
+    """The folder holding ``config``: ``folder/sub`` (DDPMPipeline layout) or ``folder`` itself."""
+    return next((d for d in (folder / sub, folder) if (d / config).is_file()), None)
+
+
+def load_palette_prior(folder: str | os.PathLike, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None, *, channels_last: bool = True, compile: bool = False) -> Prior:
+    """Load a Palette model folder as a conditional :class:`~ddrm_kit.Prior` (options as ``load_prior``)."""
+    from diffusers import UNet2DModel
+
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(f"no such Palette model folder: {path}")
+    if read_palette_task(path) is None:
+        raise UnsupportedModelError(
+            f"{path} has no {PALETTE_JSON}, so it is not a Palette model (a DDRM prior? load it with load_prior "
+            "and restore with ddrm)")
+    dev = _resolve_device(device)
+    dt = _resolve_dtype(dtype, dev)
+    unet_dir = _component(path, "unet", "config.json")
+    sched_dir = _component(path, "scheduler", "scheduler_config.json")
+    if unet_dir is None or not _has_weights(unet_dir):
+        raise ModelNotFoundError(f"no UNet config.json and weights in {path} (root or unet/): save the UNet there")
+    if sched_dir is None:
+        raise UnsupportedModelError(f"no scheduler_config.json in {path} (root or scheduler/): save the DDPMScheduler")
+    sched_cfg = _read_json(sched_dir / "scheduler_config.json")
+    _check_scheduler_config(sched_cfg, str(path))
+    if sched_cfg.get("prediction_type", "epsilon") != "epsilon":
+        raise UnsupportedModelError(
+            f"{path} has prediction_type={sched_cfg['prediction_type']!r}; Palette models predict epsilon")
+    ac, _ = _alphas_cumprod(sched_cfg, str(path))
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dt, low_cpu_mem_usage=_HAS_ACCELERATE)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
+    unet = unet.to(dev).eval().requires_grad_(False)
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    if compile:
+        unet.compile()
+    eps = ConditionalUNet(unet, channels_last).to(dev)
+    return Prior(eps, ac, device=dev, dtype=dt, channels=eps.channels, name=str(path), conditional=True)
