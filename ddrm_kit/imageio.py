@@ -7,7 +7,11 @@ their EXIF orientation, and returned as ``(1, C, H, W)`` float32 tensors in [-1,
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,7 @@ __all__ = [
     "apply_orientation",
     "find_images",
     "IMAGE_SUFFIXES",
+    "image_size",
     "ImageFileError",
     "ImageInfo",
     "ImageNotFoundError",
@@ -30,6 +35,7 @@ __all__ = [
     "load_image_with_info",
     "load_kernel",
     "load_mask",
+    "quantisation_sigma",
     "save_image",
     "to_uint8",
 ]
@@ -82,6 +88,37 @@ def _palette_is_grey(img: Image.Image) -> bool:
     return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())
 
 
+def quantisation_sigma(info: ImageInfo) -> float:
+    """The rounding noise std of the file's pixels in [0, 1] units: 1/((2^bits - 1) sqrt(12)); 0 for float files."""
+    return 0.0 if info.mode == "F" else 1.0 / ((2**info.bits - 1) * math.sqrt(12.0))
+
+
+@contextmanager
+def _reading(path: Path, what: str) -> Iterator[Image.Image]:
+    """``Image.open(path)`` for one read, Pillow's errors turned into one-line ``ImageFileError``s."""
+    try:
+        # No DecompressionBombWarning: the CLI estimates the memory a big image needs and says so in one
+        # line; Pillow's hard limit (DecompressionBombError) still refuses.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                yield img
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(f"{path}: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"{path}: cannot {what} ({e})") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` as stored, read from the file's header without decoding the pixels."""
+    path = Path(path)
+    _check_readable(path)
+    with _reading(path, "read the image header") as img:
+        return img.size
+
+
 def load_image_with_info(path: str | os.PathLike, upright: bool = True) -> tuple[torch.Tensor, ImageInfo]:
     """Read an image file as a ``(1, C, H, W)`` float32 tensor in [-1, 1] plus an :class:`ImageInfo`.
 
@@ -93,24 +130,17 @@ def load_image_with_info(path: str | os.PathLike, upright: bool = True) -> tuple
     path = Path(path)
     _check_readable(path)
     notes: list[str] = []
-    try:
-        with Image.open(path) as img:
-            orig_mode = img.mode
-            if orig_mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in img.tile):
-                notes.append("16-bit colour read with 8-bit precision (Pillow's limit)")
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            if orientation not in _ORIENT_OPS:
-                orientation = 1
-            if upright and orientation != 1:
-                notes.append(f"turned upright by its EXIF orientation ({orientation})")
-                img = ImageOps.exif_transpose(img)
-            arr, bits = _to_array(img, notes)
-    except UnidentifiedImageError:
-        raise ImageFileError(f"{path}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageFileError(f"{path}: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(f"{path}: cannot decode image ({e})") from None
+    with _reading(path, "decode image") as img:
+        orig_mode = img.mode
+        if orig_mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in img.tile):
+            notes.append("16-bit colour read with 8-bit precision (Pillow's limit)")
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation not in _ORIENT_OPS:
+            orientation = 1
+        if upright and orientation != 1:
+            notes.append(f"turned upright by its EXIF orientation ({orientation})")
+            img = ImageOps.exif_transpose(img)
+        arr, bits = _to_array(img, notes)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
     x = (x * 2.0 - 1.0).unsqueeze(0)
     info = ImageInfo(path, orig_mode, x.shape[-1], x.shape[-2], x.shape[1], bits, orientation, notes)
@@ -206,12 +236,41 @@ def _load_npy_2d(path: Path, what: str) -> np.ndarray:
     return a
 
 
+#: Largest channel spread (in [-1, 1] units, 10 grey levels) of a mask image that is still grey.
+_MASK_GREY_TOL = 20 / 255
+
+
 def load_mask(path: str | os.PathLike) -> torch.Tensor:
-    """A mask file -> bool ``(H, W)``, True = observed pixel: image pixels brighter than mid-grey, non-zero .npy entries."""
+    """A mask file -> bool ``(H, W)``, True = kept pixel: non-zero .npy entries, image pixels brighter than mid-grey."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        return torch.from_numpy(_load_npy_2d(path, "mask") != 0)
-    return load_image(path)[0].mean(0) > 0  # grey or colour: observed where bright
+        keep = torch.from_numpy(_binary(_load_npy_2d(path, "mask"), path))
+    else:
+        x = load_image(path)[0]
+        # A grey mask saved as RGB (or as a JPEG, whose chroma wobbles a little) is fine; a colour picture is not.
+        if x.shape[0] == 3 and float((x.amax(0) - x.amin(0)).max()) > _MASK_GREY_TOL:
+            raise ImageFileError(f"{path}: a colour image, not a mask: a mask is black (fill) and white (keep); "
+                                 "save it in greyscale")
+        keep = x.mean(0) > 0
+    if not bool(keep.any()):
+        raise ImageFileError(f"{path}: the mask keeps no pixel (all black / zero); "
+                             "white / non-zero marks the kept pixels")
+    return keep
+
+
+def _binary(a: np.ndarray, path: Path) -> np.ndarray:
+    """The kept entries of a .npy mask; refuses arrays that are not numbers or hold several non-zero levels."""
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise ImageFileError(f"{path}: a mask .npy must hold numbers or booleans, got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ImageFileError(f"{path}: the mask holds NaN or infinite values")
+    levels = np.unique(a[a != 0])
+    if levels.size > 1:
+        # A soft mask (weights in (0, 1)) has no single meaning here: DDRM keeps a pixel or fills it.
+        raise ImageFileError(
+            f"{path}: a soft mask ({levels.size} different non-zero values, {levels[0]:g} to {levels[-1]:g}); a mask "
+            "keeps (non-zero) or fills (0) each pixel: save a 0/1 array, e.g. np.save(path, mask > 0.5)")
+    return a != 0
 
 
 def load_kernel(path: str | os.PathLike) -> torch.Tensor:

@@ -12,6 +12,9 @@ from PIL import Image
 
 from ddrm_kit.cli import main
 
+#: The sampler's sigma_y ([-1, 1] units) for an observation read from an 8-bit file: its rounding noise.
+Q8 = 2 / (255 * 12**0.5)
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
@@ -133,7 +136,8 @@ def test_solve_sr_writes_what_restore_gives(tmp_path, tiny_model):
     r = _ok(_run("solve", "--op", "sr2", "--model", tiny_model, "--steps", 2, "--seed", 4, "--no-progress", lr,
                  "-o", tmp_path / "hr.png"))
     assert r.stdout == f"wrote {tmp_path / 'hr.png'} (12x16 RGB)\n"
-    _, (want,) = _restored(tiny_model, operators.get_operator("sr2", (3, 16, 12)), load_image(lr), ["lr.png"], seed=4)
+    _, (want,) = _restored(tiny_model, operators.get_operator("sr2", (3, 16, 12)), load_image(lr), ["lr.png"], seed=4,
+                           sigma_y=Q8)
     assert np.array_equal(_pixels(tmp_path / "hr.png"), want)
 
 
@@ -247,7 +251,7 @@ def test_grey_input_with_colour_prior_gives_grey_output(tmp_path, tiny_model):
     assert "16x16 grey" in r.stdout and "g.png: grey image restored with a colour prior, saved grey" in r.stderr
     # The colour prior restores the grey image as RGB; the result's grey level is saved.
     out, _ = _restored(tiny_model, operators.get_operator("sr2", (3, 16, 16)), load_image(lr).expand(-1, 3, -1, -1),
-                       ["g.png"])
+                       ["g.png"], sigma_y=Q8)
     assert np.array_equal(_pixels(tmp_path / "o.png"), to_uint8(out.mean(1, keepdim=True)))
 
 

@@ -208,8 +208,10 @@ def test_load_mask_from_an_image_keeps_bright_pixels(tmp_path):
 
 
 def test_load_mask_from_npy_keeps_non_zero_entries(tmp_path):
-    np.save(tmp_path / "m.npy", np.array([[0.0, 0.5], [-1.0, 0.0]]))
-    assert torch.equal(load_mask(tmp_path / "m.npy"), torch.tensor([[False, True], [True, False]]))
+    want = torch.tensor([[False, True], [True, False]])
+    for a in (np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0, 255], [255, 0]], np.uint8), want.numpy()):
+        np.save(tmp_path / "m.npy", a)
+        assert torch.equal(load_mask(tmp_path / "m.npy"), want)
     np.save(tmp_path / "m3.npy", np.ones((1, 2, 2)))
     with pytest.raises(ImageFileError, match=r"2-D \(H, W\) array, got shape \(1, 2, 2\)"):
         load_mask(tmp_path / "m3.npy")
@@ -235,3 +237,51 @@ def test_load_kernel_refuses_bad_arrays(tmp_path):
         load_kernel(tmp_path / "k1.npy")
     with pytest.raises(ImageNotFoundError):
         load_kernel(tmp_path / "missing.png")
+
+
+def test_load_mask_refuses_masks_without_one_meaning(tmp_path):
+    np.save(tmp_path / "soft.npy", np.array([[0.0, 0.5], [1.0, 0.0]]))
+    with pytest.raises(ImageFileError, match=r"soft mask \(2 different non-zero values, 0.5 to 1\)"):
+        load_mask(tmp_path / "soft.npy")
+    np.save(tmp_path / "nan.npy", np.array([[np.nan, 1.0], [1.0, 0.0]]))
+    with pytest.raises(ImageFileError, match="NaN"):
+        load_mask(tmp_path / "nan.npy")
+    np.save(tmp_path / "none.npy", np.zeros((2, 2)))
+    with pytest.raises(ImageFileError, match="keeps no pixel"):
+        load_mask(tmp_path / "none.npy")
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 255
+    Image.fromarray(red).save(tmp_path / "red.png")
+    with pytest.raises(ImageFileError, match="a colour image, not a mask"):
+        load_mask(tmp_path / "red.png")
+    # A grey mask saved as an RGB JPEG (chroma a few levels off) is still a mask.
+    grey = np.zeros((16, 16, 3), np.uint8)
+    grey[:, 8:] = 255
+    Image.fromarray(grey).save(tmp_path / "g.jpg", quality=90)
+    assert load_mask(tmp_path / "g.jpg")[:, 12:].all() and not load_mask(tmp_path / "g.jpg")[:, :4].any()
+
+
+def test_quantisation_sigma_by_bit_depth(tmp_path):
+    from ddrm_kit.imageio import quantisation_sigma
+
+    Image.fromarray(_rgb()).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tif")
+    sigmas = [quantisation_sigma(load_image_with_info(tmp_path / n)[1]) for n in ("a.png", "g16.png", "f.tif")]
+    assert sigmas == [pytest.approx(1 / (255 * 12**0.5)), pytest.approx(1 / (65535 * 12**0.5)), 0.0]
+
+
+def test_image_size_reads_the_header_and_big_images_warn_nothing(tmp_path, monkeypatch, recwarn):
+    from ddrm_kit.imageio import image_size
+
+    Image.fromarray(_rgb(6, 7)).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30)  # 42 pixels: Pillow would warn
+    assert image_size(tmp_path / "a.png") == (7, 6)
+    assert load_image(tmp_path / "a.png").shape == (1, 3, 6, 7)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # over twice the limit: Pillow refuses
+    with pytest.raises(ImageFileError, match="decompression bomb"):
+        image_size(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ImageFileError, match="not an image file"):
+        image_size(tmp_path / "bad.png")

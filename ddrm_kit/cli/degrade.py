@@ -11,8 +11,9 @@ import click
 from ddrm_kit.errors import DDRMError
 
 from .errors import Command
-from .files import check_fits, check_writable, describe, op_params, plan_outputs, read_image, refuse_inputs
+from .files import check_writable, describe, plan_outputs, read_image, refuse_inputs
 from .options import kernel_option, mask_option, op_option, output_option, params_option, seed_option, sigma_y_option
+from .params import check_fits, operator_params
 
 if TYPE_CHECKING:
     import torch
@@ -46,12 +47,12 @@ def degrade_command(op_name: str, sigma_y: float, seed: int, mask: str | None, k
         raise DDRMError(f"--sigma-y does not apply to {op_name}: JPEG/quantisation observations are deterministic; drop it")
     if spec.observation_kind == "vector":
         raise DDRMError(f"{op_name} observations are vectors, not images: try it with `ddrm solve --clean`")
+    kwargs = operator_params(op_name, spec, params, mask, kernel)
     src = Path(clean_image)
     x, _ = read_image(src)
     out = Path(output)
     protect = [src] + [Path(p) for p in (mask, kernel) if p is not None]
-    kwargs = op_params(params, mask, kernel)
-    check_fits(kwargs, x.shape[1:], src)
+    check_fits(op_name, spec, kwargs, x.shape[1:], src)
     op = operators.get_operator(op_name, tuple(x.shape[1:]), **kwargs)
     if spec.kind == "codec" and out.suffix.lower() in (".jpg", ".jpeg"):
         if not isinstance(op, operators.JPEG):
@@ -94,4 +95,5 @@ def _write_jpeg(x: "torch.Tensor", out: Path, op, protect: Sequence[Path]) -> No
     refuse_inputs(out, protect)
     check_writable(out.parent)
     image = Image.fromarray(to_uint8(x))
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked above; created only now that there is a result
     atomic_write(out, lambda tmp: image.save(tmp, format="JPEG", quality=op.quality, subsampling=op.subsampling))

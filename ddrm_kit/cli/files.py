@@ -1,14 +1,16 @@
-"""What the image commands share: input files, output paths, operator keywords from files, the prior.
+"""What the image commands share: input files, output paths, the device, the prior.
 
 Every check here runs before the prior is loaded, so that a mistake costs no model load.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,7 @@ import click
 
 from ddrm_kit.errors import DDRMError, ImageFileError, ImageNotFoundError
 
-from .options import DTYPE_NAMES, parse_params
+from .options import DTYPE_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -25,25 +27,34 @@ if TYPE_CHECKING:
     from ddrm_kit.prior import Prior
 
 
-def resolve_inputs(inputs: Sequence[str]) -> tuple[list[Path], bool]:
-    """Expand folders to their images. Returns the files and whether a folder (or several files) was given."""
+@dataclass
+class Inputs:
+    """The image files of a run; ``found`` are those found in folders (a bad one there is skipped, not fatal)."""
+
+    files: list[Path]
+    several: bool  # a folder or several files: -o is a folder
+    found: set[Path] = field(default_factory=set)
+
+
+def resolve_inputs(inputs: Sequence[str]) -> Inputs:
+    """Expand folders to their images; a missing file or an empty folder stops the run."""
     from ddrm_kit.imageio import list_images
 
-    files: list[Path] = []
-    several = len(inputs) > 1
+    out = Inputs([], len(inputs) > 1)
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = list_images(p)
             if not found:
                 raise ImageFileError(f"{p}: folder holds no image file (PNG, JPEG, BMP, TIFF)")
-            files.extend(found)
-            several = True
+            out.files.extend(found)
+            out.found.update(found)
+            out.several = True
         elif not p.exists():
             raise ImageNotFoundError(f"{p}: no such file")
         else:
-            files.append(p)
-    return files, several
+            out.files.append(p)
+    return out
 
 
 def read_image(path: Path, upright: bool = True) -> tuple["torch.Tensor", "ImageInfo"]:
@@ -69,9 +80,14 @@ def refuse_inputs(out: Path, protect: Iterable[Path]) -> None:
 
 
 def check_writable(folder: Path) -> None:
+    """Refuse a folder that cannot be created or written, without creating it (outputs create it when written)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(existing))
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
         raise ImageFileError(f"{folder}: output folder is not writable ({e.strerror or e})") from None
@@ -112,27 +128,66 @@ def describe(x: "torch.Tensor") -> str:
     return f"{x.shape[-1]}x{x.shape[-2]} {'grey' if x.shape[-3] == 1 else 'RGB'}"
 
 
-def op_params(params: Sequence[str], mask: str | None, kernel: str | None) -> dict[str, Any]:
-    """Operator keywords from -p KEY=VALUE, --mask and --kernel."""
-    from ddrm_kit.imageio import load_kernel, load_mask
+def to_device(op, device: "torch.device"):
+    """``op`` moved to ``device``; in float32 on MPS and XPU, which lack float64 (operators are built in float64)."""
+    import torch
 
-    out = parse_params(params)
-    if mask is not None:
-        out["mask"] = load_mask(mask)
-    if kernel is not None:
-        out["kernel"] = load_kernel(kernel)
-    return out
+    if device.type in ("mps", "xpu"):
+        return op.to(device=device, dtype=torch.float32)
+    return op.to(device)
 
 
-def check_fits(params: dict[str, Any], image_shape: Sequence[int], src: Path) -> None:
-    """Refuse a --mask or --kernel that does not fit images of ``image_shape`` (C, H, W)."""
-    _, h, w = image_shape
-    m = params.get("mask")
-    if m is not None and tuple(m.shape) != (h, w):
-        raise DDRMError(f"the mask is {m.shape[1]}x{m.shape[0]} but {src.name} is {w}x{h}: give a mask of the image's size")
-    k = params.get("kernel")
-    if k is not None and (k.shape[0] > h or k.shape[1] > w):
-        raise DDRMError(f"the kernel is {k.shape[1]}x{k.shape[0]}, larger than {src.name} ({w}x{h})")
+def jpeg_quality_note(path: Path, quality: int) -> str | None:
+    """A note when ``path`` is a JPEG file written with other tables than libjpeg's at ``quality`` (else None)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG" or not getattr(img, "quantization", None):
+                return None
+            table = list(img.quantization[0])
+    except OSError:
+        return None
+    # The quality whose luminance table the file uses: Pillow writes libjpeg's scaled standard tables.
+    saved = None
+    for q in range(1, 101):
+        buf = io.BytesIO()
+        Image.new("L", (8, 8)).save(buf, format="JPEG", quality=q)
+        with Image.open(buf) as ref:
+            if list(ref.quantization[0]) == table:
+                saved = q
+                break
+    if saved == quality:
+        return None
+    how = f"saved at JPEG quality {saved}" if saved is not None else "a JPEG file with its own quantisation tables"
+    return f"{how}, not {quality}: --op jpeg restores a JPEG file with the tables it was written with"
+
+
+def memory_problem(shape: Sequence[int], batch: int, unet: dict[str, Any], factory: Any,
+                   device: str | None) -> tuple[str, bool] | None:
+    """Why ``batch`` images of ``shape`` (C, H, W) would not fit the device's free memory, and whether one would."""
+    import torch
+
+    from ddrm_kit import memory
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    need = memory.estimate(shape, batch, unet, factory)
+    short = memory.shortfall(need, dev)
+    if short is None:
+        return None
+    one_fits = batch > 1 and memory.shortfall(memory.estimate(shape, 1, unet, factory), dev) is None
+    what = f"{shape[2]}x{shape[1]}" + (f" in batches of {batch}" if batch > 1 else "")
+    return f"{what} needs {need.describe()} but {short}", one_fits
+
+
+def check_precision(precision: str, device: str | None) -> None:
+    """Refuse --precision fp16 off CUDA (before anything is loaded)."""
+    import torch
+
+    if precision == "fp16" and not (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+        raise DDRMError("--precision fp16 needs a CUDA device: use fp32 or bf16 on CPU")
 
 
 def load_prior(model: str | None, device: str | None, precision: str, channels_last: bool,
@@ -145,7 +200,6 @@ def load_prior(model: str | None, device: str | None, precision: str, channels_l
 
     # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
     diffusers_logging.set_verbosity_error()
-    if precision == "fp16" and not (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
-        raise DDRMError("--precision fp16 needs a CUDA device: use fp32 or bf16 on CPU")
+    check_precision(precision, device)
     return load_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]),
                       channels_last=channels_last, compile=compile_net)

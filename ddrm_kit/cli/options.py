@@ -8,8 +8,9 @@ Older spellings (``--task``, ``--out``, ``--batch``) still work for one release 
 
 from __future__ import annotations
 
-import ast
+import difflib
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,20 +71,6 @@ def pixel_noise(ctx: click.Context, param: click.Parameter, value: float | None)
     return value
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``-p key=value`` pairs; values are Python literals when they parse as one (5, 2.5, True), else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise click.BadParameter(f"takes KEY=VALUE (e.g. -p sigma=3.0), got {item!r}", param_hint="'-p'")
-        try:
-            out[key.strip()] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = raw
-    return out
-
-
 def op_option(help: str = "Operator name (see `ddrm ops`).", required: bool = True):
     return click.option("--op", "--task", "op_name", cls=AliasedOption, required=required, metavar="OP", help=help)
 
@@ -102,7 +89,49 @@ model_option = click.option(
     "--model", default=None, metavar="M",
     help="Prior: a diffusers UNet2DModel hub id (google/ddpm-celebahq-256), a local save_pretrained "
          "folder, or 'builtin' (default: the small built-in prior shipped with ddrm-kit).")
-device_option = click.option("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if available).")
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(?::(\d+))?")
+_DEVICE_HINT = "use cpu, cuda, cuda:N or mps"
+
+
+def check_device(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
+    """``--device``: a torch device this machine has (cpu, cuda[:N], mps, xpu[:N]); one line otherwise."""
+    if value is None:
+        return None
+    name = value.strip().lower()
+    match = _DEVICE.fullmatch(name)
+    if name == "meta":
+        raise click.BadParameter(f"'meta' tensors hold no data, so nothing can be computed there: {_DEVICE_HINT}")
+    if match is None:
+        close = difflib.get_close_matches(name.partition(":")[0], ["cpu", "cuda", "mps", "xpu"], n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise click.BadParameter(f"unknown device {value!r}; {hint}{_DEVICE_HINT}")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu":
+        return name
+    count = _device_count(kind)
+    if count == 0:
+        raise click.BadParameter(f"{kind} is not available on this machine (torch sees no {kind.upper()} device): "
+                                 "use cpu, or omit --device")
+    if index is not None and int(index) >= count:
+        raise click.BadParameter(f"{name} does not exist: this machine has {count} {kind.upper()} device(s), "
+                                 f"{kind}:0 to {kind}:{count - 1}")
+    return name
+
+
+def _device_count(kind: str) -> int:
+    """How many devices of ``kind`` torch can use here (MPS: 1 or 0)."""
+    import torch
+
+    if kind == "cuda":
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    xpu = getattr(torch, "xpu", None)
+    return xpu.device_count() if xpu is not None and xpu.is_available() else 0
+
+
+device_option = click.option("--device", default=None, callback=check_device,
+                             help="torch device: cpu, cuda, cuda:1, mps (Apple GPU) (default: cuda if available).")
 seed_option = click.option("--seed", default=0, show_default=True, type=int,
                            help="Seed of all randomness; each image's noise comes from the seed and its file name.")
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")

@@ -1,8 +1,13 @@
-"""``ddrm solve``: restore image files with DDRM (``ddrm_kit.restore`` does the work)."""
+"""``ddrm solve``: restore image files with DDRM (``ddrm_kit.restore`` does the work).
+
+Everything that can be checked is checked before the prior loads: the options, each file's header
+and the memory its restoration needs, the images and every operator. An image found in a folder
+that fails a check is reported on its own line and skipped, and the run exits non-zero at the end;
+a bad file named on the command line stops the run before any work.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,29 +15,24 @@ import click
 
 from ddrm_kit.errors import DDRMError
 
-from .errors import Command
-from .files import check_fits, describe, load_prior, op_params, plan_outputs, read_image, resolve_inputs
+from .errors import Command, Failures
+from .files import (check_precision, describe, jpeg_quality_note, load_prior, memory_problem, plan_outputs,
+                    read_image, resolve_inputs, to_device)
+from .groups import Group, as_observed, build, fit, grey_y, observation, same_shape
+from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_info
 from .options import (batch_size_option, channels_last_option, compile_option, device_option, kernel_option,
                       mask_option, model_option, op_option, output_option, params_option, precision_option,
                       progress_option, sampler_options, seed_option, sigma_y_option)
+from .params import operator_params
 
 if TYPE_CHECKING:
     import torch
 
+    from ddrm_kit.imageio import ImageInfo
     from operators import OperatorSpec
 
 #: The operator of a real JPEG file: its own quantisation tables, not a registry entry.
 JPEG_FILE = "jpeg"
-
-
-@dataclass
-class _Group:
-    """Images of one shape (or one JPEG file), restored with one operator."""
-
-    idx: list[int]  # positions in the input files
-    xs: "torch.Tensor"  # the images as given (for colourisation: their grey channel)
-    op: Any  # built for ``xs``'s channels
-    label: str  # for messages
 
 
 @click.command("solve", cls=Command)
@@ -72,9 +72,16 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
       jpeg               a .jpg file (its own quantisation tables); jpegQF for decoded JPEGs
     With --clean, INPUT is a clean image that is degraded first (the quickest way to try an
     operator): PSNR/SSIM of the pseudo-inverse H_pinv(y) and of the DDRM result are printed.
-    """
-    import torch
 
+    \b
+    An observation read from an integer image file is never noiseless: rounding to 8 bits is
+    noise of std 1/(255*sqrt(12)) = 0.00113 in [0, 1] units (16 bits: 1/(65535*sqrt(12))). A
+    --sigma-y below that floor is raised to it, with a note. --clean observations (simulated in
+    float) keep --sigma-y as given; jpeg and quant operators take no --sigma-y.
+
+    A folder is restored image by image: a bad image in it is reported on its own line and
+    skipped, and the exit code is 1 at the end.
+    """
     import operators
     from ddrm_kit.imageio import apply_orientation, save_image
     from ddrm_kit.restore import NOISE, SAMPLER, Settings, baseline, generators, restore
@@ -83,40 +90,63 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
     if jpeg_file and clean:
         raise click.ClickException("--clean needs a quality to simulate: use --op jpeg10 (jpeg<QF>), not jpeg")
     spec = None if jpeg_file else operators.get_spec(op_name)
-    if sigma_y and (jpeg_file or spec.kind == "codec"):
+    codec = jpeg_file or spec.kind == "codec"
+    if sigma_y and codec:
         raise DDRMError(f"--sigma-y does not apply to {op_name}: JPEG/quantisation observations are deterministic; drop it")
     if not clean and spec is not None and spec.observation_kind == "vector":
         raise DDRMError(f"{op_name} observations are vectors, not images: try it on a clean image with --clean")
-    files, several = resolve_inputs(inputs)
-    kwargs = op_params(params, mask, kernel)
+    precision = "fp16" if fp16 else precision
+    check_precision(precision, device)
+    kwargs = operator_params(op_name, spec, params, mask, kernel)
+    info = read_model_info(model)
+    if info is not None:
+        check_steps(steps, info)
+    given = resolve_inputs(inputs)
+    files = given.files
     extra_inputs = [Path(p) for p in (mask, kernel) if p is not None]
-    outs = plan_outputs(files, several, output, op_name, protect=extra_inputs)
+    outs = plan_outputs(files, given.several, output, op_name, protect=extra_inputs)
+    failures = Failures(given.found)
+    _check_memory(files, failures, op_name, spec, clean, info, batch_size, device)
     # A real JPEG is restored in its stored pixel order (its 8x8 block grid), turned upright at the end.
-    loaded = [read_image(f, upright=not jpeg_file) for f in files]
+    loaded = [None if f in failures.bad else failures.attempt([f], read_image, f, not jpeg_file) for f in files]
+    floors, pending = _noise_floors(loaded, sigma_y, clean or codec)
+    if not clean and spec is not None and spec.display == "jpeg<QF>":
+        quality = int(spec.groups(op_name)[0])
+        notes = (jpeg_quality_note(f, quality) if item is not None else None
+                 for f, item in zip(files, loaded, strict=True))
+        pending += [f"{f.name}: {note}" for f, note in zip(files, notes, strict=True) if note]
 
     # Every operator is built here, before the (slow) prior is loaded: a wrong operator, size,
     # mask or kernel fails first.
     groups = []
-    for idx in _same_shape(loaded, jpeg_file):
-        xs = _as_observed(spec, torch.cat([loaded[i][0] for i in idx]), clean, files[idx[0]])
-        label = files[idx[0]].name if len(idx) == 1 else f"{len(idx)} images of {describe(xs)}"
-        groups.append(_Group(idx, xs, _build(op_name, spec, xs, kwargs, clean, files[idx[0]]), label))
+    for idx in same_shape(loaded, floors, jpeg_file):
+        group = failures.attempt([files[i] for i in idx], _group, idx, loaded, files, op_name, spec, kwargs, clean,
+                                 max(sigma_y, floors[idx[0]]))
+        if group is not None:
+            groups.append(group)
+    if not groups:
+        failures.finish(len(files))
 
-    prior = load_prior(model, device, "fp16" if fp16 else precision, channels_last, compile_net)
+    prior = load_prior(model, device, precision, channels_last, compile_net)
+    if info is None:  # a hub prior: its timesteps are known now, before any work
+        check_steps(steps, loaded_model_info(prior))
+    # Notes on how the run proceeds, once nothing can stop it before the work.
+    for note in pending:
+        click.echo(f"note: {note}", err=True)
     dev = prior.device
     settings = Settings(steps=steps, eta=eta, eta_b=eta_b, clip_denoised=clip_denoised, average=average)
-    sy = 2.0 * sigma_y  # [0, 1] pixel units -> the library's [-1, 1] tensors
     notes: list[str] = []
     rows = []
     for group in groups:
-        op, xs = _fit(group, op_name, spec, kwargs, clean, prior.channels, files[group.idx[0]], notes)
+        op, xs = fit(group, op_name, spec, kwargs, clean, prior.channels, files[group.idx[0]], notes)
+        sy = 2.0 * group.sigma_y  # [0, 1] pixel units -> the library's [-1, 1] tensors
         chunks = [slice(j, j + batch_size) for j in range(0, len(group.idx), batch_size)]
         # Each image's generators come from the seed and its file name, never its place in the run.
         keys = [[files[i].name for i in group.idx[chunk]] for chunk in chunks]
         # Observations are simulated on the CPU (the same on every device), before the operator moves.
-        ys = [_observation(op, spec, xs[chunk], clean, sy, generators(seed, k, NOISE))
+        ys = [observation(op, spec, xs[chunk], clean, sy, generators(seed, k, NOISE))
               for chunk, k in zip(chunks, keys, strict=True)]
-        op.to(dev)
+        op = to_device(op, dev)
         for chunk, k, y in zip(chunks, keys, ys, strict=True):
             y = y.to(dev)
             result = restore(prior, op, y, settings, sy, generators(seed, k, SAMPLER, dev), progress).cpu()
@@ -124,7 +154,7 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
             grey = truth.shape[1] == 1
             if clean:
                 rows.extend(_scores(k, truth, baseline(op, y).cpu(), result, grey))
-            if grey and result.shape[1] == 3 and not _grey_y(spec, clean):
+            if grey and result.shape[1] == 3 and not grey_y(spec, clean):
                 result = result.mean(1, keepdim=True)
             for j, i in enumerate(group.idx[chunk]):
                 r = result[j : j + 1]
@@ -136,83 +166,53 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
         click.echo(f"note: {note}", err=True)
     if rows:
         _print_scores(rows, "y" if spec.kind == "codec" else "H_pinv(y)")
+    failures.finish(len(files))
 
 
-def _same_shape(loaded: list, jpeg_file: bool) -> list[list[int]]:
-    """Positions of equal-shape images, in first-seen order; every JPEG file alone (its own tables)."""
-    if jpeg_file:
-        return [[i] for i in range(len(loaded))]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, (x, _) in enumerate(loaded):
-        groups.setdefault(tuple(x.shape[1:]), []).append(i)
-    return list(groups.values())
+def _check_memory(files: list[Path], failures: Failures, op_name: str, spec: "OperatorSpec | None", clean: bool,
+                  info: ModelInfo | None, batch_size: int, device: str | None) -> None:
+    """Refuse, from the headers alone, images whose restoration needs more memory than the device has free."""
+    from ddrm_kit.imageio import image_size
+
+    sizes: dict[tuple[int, int], list[Path]] = {}
+    for f in files:
+        size = failures.attempt([f], image_size, f)
+        if size is not None:
+            sizes.setdefault(size, []).append(f)
+    unet = info.unet if info is not None else {}
+    channels = int(unet.get("in_channels") or 3)
+    for (w, h), paths in sizes.items():
+        # The restored image's shape: what the network and the operator work on.
+        shape = (channels, h, w) if clean or spec is None else spec.image_shape_for(op_name, (channels, h, w))
+        problem = memory_problem(shape, min(batch_size, len(paths)), unet, spec and spec.factory, device)
+        if problem is not None:
+            text, one_fits = problem
+            fix = "use --batch-size 1" if one_fits else "crop or downscale it"
+            failures.fail(paths, f"the restoration with --op {op_name} at {text}: {fix}")
 
 
-def _grey_y(spec: "OperatorSpec | None", clean: bool) -> bool:
-    """Whether INPUT is a grey observation of colour images (colourisation), not images of the result's channels."""
-    return not clean and spec is not None and spec.image_channels is not None
+def _noise_floors(loaded: list[tuple["torch.Tensor", "ImageInfo"] | None], sigma_y: float,
+                  simulated: bool) -> tuple[list[float], list[str]]:
+    """Each file's quantisation noise in [0, 1] units (0 for --clean and codecs), and a note per raised level."""
+    from ddrm_kit.imageio import quantisation_sigma
+
+    floors = [0.0 if simulated or item is None else quantisation_sigma(item[1]) for item in loaded]
+    raised = {f: item[1].bits for f, item in zip(floors, loaded, strict=True) if item is not None and f > sigma_y}
+    notes = [f"--sigma-y {sigma_y:g} is below the rounding noise of {bits}-bit image files; restoring them with "
+             f"--sigma-y {floor:.3g} (1/((2^{bits} - 1) sqrt(12)))"
+             for floor, bits in sorted(raised.items(), reverse=True)]
+    return floors, notes
 
 
-def _as_observed(spec: "OperatorSpec | None", xs: "torch.Tensor", clean: bool, src: Path) -> "torch.Tensor":
-    """Colourisation observes a grey image: keep one channel of a grey image stored as RGB, refuse colour."""
-    if not _grey_y(spec, clean) or xs.shape[1] != 3:
-        return xs
-    if not bool((xs[:, 0] == xs[:, 1]).all() and (xs[:, 1] == xs[:, 2]).all()):
-        raise DDRMError(f"{src.name} is a colour image: --op {spec.display} takes a grey image")
-    return xs[:, :1]
+def _group(idx: list[int], loaded: list, files: list[Path], op_name: str, spec: "OperatorSpec | None",
+           kwargs: dict[str, Any], clean: bool, sigma_y: float) -> Group:
+    """The group of images ``idx`` (one shape), with its operator built."""
+    import torch
 
-
-def _build(op_name: str, spec: "OperatorSpec | None", xs: "torch.Tensor", kwargs: dict[str, Any], clean: bool,
-           src: Path):
-    """The operator for images ``xs`` (observations, or clean images with --clean); refuses what does not fit."""
-    import operators
-
-    if spec is None:
-        return operators.JPEG.from_file(src)  # the tables, subsampling and size that wrote the file
-    if clean:
-        check_fits(kwargs, xs.shape[1:], src)
-        return operators.get_operator(op_name, tuple(xs.shape[1:]), **kwargs)
-    image_shape = spec.image_shape_for(op_name, xs.shape[1:])
-    check_fits(kwargs, image_shape, src)
-    op = operators.get_operator(op_name, image_shape, **kwargs)
-    if spec.observation_kind == "full_image" and tuple(op.image_shape) != tuple(xs.shape[1:]):
-        raise DDRMError(f"{op_name} does not fit {src.name} ({describe(xs)})")
-    if spec.kind == "linear" and spec.observation_kind == "image" and tuple(xs.shape[1:]) != tuple(op.measurement_shape):
-        want = "x".join(str(d) for d in op.measurement_shape[::-1][:2])
-        raise DDRMError(f"{src.name} ({describe(xs)}) does not fit {op_name}: it expects observations of {want}")
-    return op
-
-
-def _fit(group: _Group, op_name: str, spec: "OperatorSpec | None", kwargs: dict[str, Any], clean: bool,
-         prior_channels: int | None, src: Path, notes: list[str]):
-    """(operator, images) for the prior's channels: grey images for a colour prior are seen as RGB."""
-    import operators
-
-    xs, op, label = group.xs, group.op, group.label
-    c = xs.shape[1]
-    if prior_channels is None or c == prior_channels or _grey_y(spec, clean):
-        return op, xs
-    if c != 1 or prior_channels != 3:
-        raise DDRMError(f"{label} has {c} channel(s) but the prior works on {prior_channels}: convert the image")
-    rgb = xs.expand(-1, 3, -1, -1)
-    if spec is None:
-        notes.append(f"{label}: grey JPEG restored with a colour prior (on its grey level), saved grey")
-        return operators.GreyCodec(op), rgb
-    notes.append(f"{label}: grey image restored with a colour prior, saved grey")
-    # The operator for 3 channels: the prior's channels are only known once it is loaded.
-    return _build(op_name, spec, rgb, kwargs, clean, src), rgb
-
-
-def _observation(op, spec: "OperatorSpec | None", xs: "torch.Tensor", clean: bool, sy: float,
-                 noise: list["torch.Generator"]) -> "torch.Tensor":
-    """``y`` for images ``xs``: simulated from clean images, else what the file holds."""
-    from ddrm_kit.restore import observe
-
-    if clean:
-        return observe(op, xs, sy, noise)
-    if spec is not None and spec.kind == "linear" and spec.observation_kind == "full_image":
-        return op.H(xs)  # the file holds the damaged full-size image; y is its observed part
-    return xs
+    src = files[idx[0]]
+    xs = as_observed(spec, torch.cat([loaded[i][0] for i in idx]), clean, src)
+    label = src.name if len(idx) == 1 else f"{len(idx)} images of {describe(xs)}"
+    return Group(idx, xs, build(op_name, spec, xs, kwargs, clean, src), label, sigma_y)
 
 
 def _scores(names: list[str], truth: "torch.Tensor", base: "torch.Tensor", result: "torch.Tensor",
