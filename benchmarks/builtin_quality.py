@@ -2,14 +2,18 @@
 
     python benchmarks/builtin_quality.py --methods baselines --n 8     # prior-free rows (cached)
     python benchmarks/builtin_quality.py --methods ddrm --n 8          # DDRM rows with --model
+    python benchmarks/builtin_quality.py --methods ddrm --average 8    # + the mean of 8 samples per image
     python benchmarks/builtin_quality.py --table                       # markdown table of results.json
 
 Data: the first ``n`` images (sorted names) of Kodak24 and of BSD100 (BSDS500/val, held out from
 training), centre crops of 256x256 at native resolution. Tasks (sigma in [0, 1] pixel units):
 ``sr4`` and ``sr4`` sigma 0.05 vs bicubic upsampling; ``deno`` sigma 0.1 vs the noisy input and BM3D
 (``pip install bm3d``); ``inp_random50`` vs biharmonic filling (scikit-image) and normalised
-convolution; ``color`` vs the grey image; ``deblur_gauss`` vs the blurred image. Scores are the
-mean per-image PSNR (``ddrm_kit.restore.score``). Observation noise and DDRM go through
+convolution; ``color`` vs the grey image; ``deblur_gauss`` vs the blurred image; ``jpeg10`` vs the
+decoded JPEG. DDRM runs with the prior's sampler settings (its ``ddrm_settings.json``, else the
+papers' values) unless ``--steps`` is given; ``--average K`` adds the mean of K samples per image
+(a posterior-mean estimate) next to the single sample. Scores are the mean per-image PSNR
+(``ddrm_kit.restore.score``). Observation noise and DDRM go through
 ``ddrm_kit.restore`` with each image's generators seeded by ``--seed`` and its file name: each image
 gets the noise and sampler draws of ``ddrm bench --crop 256 --seed S``, and reruns give the same
 numbers on the same machine.
@@ -29,6 +33,7 @@ import torch.nn.functional as F
 from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
 from ddrm_kit.imageio import list_images, load_image
+from ddrm_kit.prior_settings import sampler_settings
 from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore, score
 
 DATASETS = {"Kodak24": "/work/shared/data/Kodak24", "BSD100": "/work/shared/data/BSDS500/val"}
@@ -40,6 +45,7 @@ TASKS = {
     "inp_random50": ("inp_random50", 0.0, ("biharmonic", "normconv")),
     "color": ("color", 0.0, ("observation",)),
     "deblur_gauss": ("deblur_gauss", 0.0, ("observation",)),
+    "jpeg10": ("jpeg10", 0.0, ("observation",)),
 }
 LABELS = {
     "ddrm": "DDRM",
@@ -112,22 +118,27 @@ def baseline(method: str, task: str, op, y: torch.Tensor, shape: tuple[int, int,
     raise ValueError(f"unknown baseline {method}")
 
 
-def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], model: str, seed: int, steps: int, bf16: bool,
-             clip: bool = False) -> torch.Tensor:
+def cpu_prior(model: str, bf16: bool):
+    """The prior on the CPU; with ``bf16`` its UNet runs under bfloat16 autocast (as it was trained)."""
     from ddrm_kit import Prior, load_prior
 
     prior = load_prior(model, device="cpu")
-    if bf16:
-        unet_prior = prior
+    if not bf16:
+        return prior
 
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # only the UNet under bf16 autocast (as it was trained); the operators' SVD algebra stays float32
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return unet_prior(x, t)
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # only the UNet: the operators' SVD algebra stays float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return prior(x, t)
 
-        prior = Prior(eps, prior.alphas_cumprod, name=prior.name)
+    return Prior(eps, prior.alphas_cumprod, name=prior.name, channels=prior.channels, settings=prior.settings)
+
+
+def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], prior, seed: int, steps: int | None,
+             clip: bool = False, average: int = 1) -> torch.Tensor:
+    """DDRM with the prior's settings (``steps`` None) for each image, averaged over ``average`` samples."""
     sigma = TASKS[task][1]
-    settings = Settings(steps=steps, clip_denoised=clip)
+    settings = Settings(steps=steps, clip_denoised=clip, average=average)
     return restore(prior, op, y, settings, 2.0 * sigma, generators(seed, names, SAMPLER), progress=False)
 
 
@@ -135,31 +146,37 @@ def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], model: str, seed:
 @click.option("--methods", type=click.Choice(["baselines", "ddrm"]), default=None, help="What to compute (omit with --table).")
 @click.option("--model", default="ddrm_kit/builtin", show_default=True, help="Prior for the DDRM rows.")
 @click.option("--n", default=8, show_default=True, help="Images per data set.")
-@click.option("--steps", default=20, show_default=True)
+@click.option("--steps", default=None, type=int, help="DDRM steps (default: the prior's settings, else 20).")
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the noise and of DDRM (per image: with its name).")
 @click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
 @click.option("--bf16", is_flag=True, help="Run the UNet under bfloat16 autocast (2x faster on AVX512-BF16 CPUs).")
 @click.option("--clip-denoised", is_flag=True, help="DDRM rows with x̂0 clipped to [-1, 1] (stored as ddrm_clip).")
+@click.option("--average", default=1, type=click.IntRange(min=1), show_default=True,
+              help="Also score the mean of K samples per image (stored as ddrm_meanK), next to one sample.")
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
-def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, table) -> None:
+def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, average, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
     if threads:
         torch.set_num_threads(threads)
     path = Path(results)
     store = json.loads(path.read_text()) if path.exists() else {}
-    ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"  # results key of this run's DDRM rows
+    ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"  # results key of this run's single-sample DDRM rows
+    # results key -> samples averaged per image
+    ddrm_runs = {ddrm_key: 1, **({f"{ddrm_key}_mean{average}": average} if average > 1 else {})}
+    prior = cpu_prior(model, bf16) if methods == "ddrm" else None
     if methods:
         for task in tasks.split(","):
             for ds, folder in DATASETS.items():
                 x, names = load_set(folder, n)
                 op, y = observe_set(task, x, names, seed)
-                todo = TASKS[task][2] if methods == "baselines" else (ddrm_key,)
+                todo = TASKS[task][2] if methods == "baselines" else tuple(ddrm_runs)
                 for method in todo:
                     t0 = time.time()
-                    if method == ddrm_key:
-                        xh = run_ddrm(task, op, y, names, model, seed, steps, bf16, clip_denoised)
+                    if method in ddrm_runs:
+                        xh = run_ddrm(task, op, y, names, prior, seed, steps, clip_denoised, ddrm_runs[method])
+                        used = sampler_settings(prior, op, steps=steps)
                     else:
                         xh = baseline(method, task, op, y, tuple(x.shape[1:]))
                     scores = score(xh, x)["psnr"]
@@ -168,27 +185,40 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
                         "per_image": [round(s, 3) for s in scores],
                         "n": len(x),
                         "seconds": round(time.time() - t0, 1),
-                        **({"model": model, "steps": steps, "bf16": bf16, "seed": seed} if method == ddrm_key else {}),
+                        **({"model": model, "settings": used, "average": ddrm_runs[method], "bf16": bf16, "seed": seed}
+                           if method in ddrm_runs else {}),
                     }
                     click.echo(f"{task:14s} {ds:8s} {method:12s} {sum(scores) / len(scores):6.2f} dB "
                                f"({time.time() - t0:.0f} s)")
                     write_text(path, json.dumps(store, indent=1))
     if table:
-        click.echo("| task | data (images) | DDRM, built-in prior | DDRM, x̂0 clipped | classical baselines "
-                   "| DDRM - best baseline |\n|---|---|---|---|---|---|")
-        for task, per_ds in store.items():
-            for ds, rows in per_ds.items():
-                base = {m: r["psnr"] for m, r in rows.items() if not m.startswith("ddrm")}
-                d, dc = (rows.get(k, {}).get("psnr") for k in ("ddrm", "ddrm_clip"))
-                best = max(base.values()) if base else None
-                gap = f"{d - best:+.2f}" if d is not None and best is not None else "–"
-                click.echo(
-                    f"| {task} | {ds} ({next(iter(rows.values()))['n']}) | {'–' if d is None else f'{d:.2f}'} | "
-                    f"{'–' if dc is None else f'{dc:.2f}'} | "
-                    + ", ".join(f"{LABELS[m]} {v:.2f}" for m, v in base.items())
-                    + f" | {gap} |"
-                )
+        click.echo(markdown_table(store))
 
+
+def _cell(value: float | None, ref: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if ref is None else f"{value - ref:+.2f}"
+
+
+def markdown_table(store: dict) -> str:
+    """One row per task and data set: DDRM with one sample and with each mean of K found, clipped, baselines, gaps."""
+    means = sorted({int(m[len("ddrm_mean"):]) for per_ds in store.values() for rows in per_ds.values()
+                    for m in rows if m.startswith("ddrm_mean")})
+    heads = ["DDRM, 1 sample", *(f"DDRM, mean of {k}" for k in means), "DDRM, x̂0 clipped", "classical baselines",
+             "1 sample - best baseline", *(f"mean of {k} - best baseline" for k in means)]
+    lines = ["| task | data (images) | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+    for task, per_ds in store.items():
+        for ds, rows in per_ds.items():
+            psnr = {m: r["psnr"] for m, r in rows.items()}
+            base = {m: v for m, v in psnr.items() if not m.startswith("ddrm")}
+            best = max(base.values()) if base else None
+            ddrm = [psnr.get("ddrm"), *(psnr.get(f"ddrm_mean{k}") for k in means)]
+            gaps = [_cell(d, best) if d is not None and best is not None else "–" for d in ddrm]
+            cells = [*(_cell(d) for d in ddrm), _cell(psnr.get("ddrm_clip")),
+                     ", ".join(f"{LABELS[m]} {v:.2f}" for m, v in base.items()), *gaps]
+            lines.append(f"| {task} | {ds} ({next(iter(rows.values()))['n']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

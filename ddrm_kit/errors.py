@@ -64,3 +64,7 @@ class ClassLabelError(DDRMError):
 
 class PlainFolderError(DDRMError):
     """A network that needs ddrm-kit's adapter, so ``ddrm convert`` cannot write a plain diffusers folder."""
+
+
+class PriorSettingsError(DDRMError):
+    """A prior's ddrm_settings.json (sampler settings per task family) that is not valid."""

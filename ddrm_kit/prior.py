@@ -11,7 +11,7 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
+from .prior_settings import SETTINGS_JSON, check_settings, read_settings
 
 __all__ = ["Prior", "load_prior", "BUILTIN_DIR"]
 
@@ -38,6 +39,10 @@ class Prior:
     ``eps`` takes ``x_t`` of shape (B, C, H, W) (float32, on ``device``) and ``t`` a long tensor of
     shape (B,); calling the prior returns ``ε̂`` as float32. ``alphas_cumprod`` (length T) is kept
     in float64 on the CPU, so the sampler reads its noise levels without touching the device.
+    ``settings`` are the sampler settings that suit the prior per task family (the format of
+    ``ddrm_settings.json``, :mod:`ddrm_kit.prior_settings`); ``{}``: the papers' values.
+    A ``conditional`` prior (a Palette model, :mod:`ddrm_kit.palette_model`) is called as
+    ``eps(x_t, t, c)`` with the condition image ``c`` of ``x_t``'s shape; an unconditional one never sees ``c``.
     """
 
     def __init__(
@@ -49,6 +54,8 @@ class Prior:
         dtype: torch.dtype | None = None,
         channels: int | None = None,
         name: str | None = None,
+        settings: Mapping[str, Mapping[str, float | int]] | None = None,
+        conditional: bool = False,
     ) -> None:
         if not callable(eps):
             raise DDRMError("Prior(eps, alphas_cumprod): eps must be a callable eps(x_t, t) -> noise estimate")
@@ -62,15 +69,21 @@ class Prior:
         self.dtype = dtype if dtype is not None else (params.dtype if params is not None else torch.float32)
         self.channels = channels
         self.name = name
+        self.settings = {} if settings is None else check_settings(settings, int(ac.numel()), "Prior(settings=...)")
+        self.conditional = bool(conditional)
 
     @property
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.numel())
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor | int, c: torch.Tensor | None = None) -> torch.Tensor:
         if not torch.is_tensor(t):
             t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        return self.eps(x, t).float()
+        if (c is not None) != self.conditional:
+            raise DDRMError("this prior is a conditional (Palette) model: sample it with ddrm_kit.palette, not ddrm"
+                            if self.conditional else
+                            "this prior is unconditional and takes no condition: restore with ddrm_kit.ddrm")
+        return (self.eps(x, t) if c is None else self.eps(x, t, c)).float()
 
     def __repr__(self) -> str:
         return (f"Prior(name={self.name!r}, T={self.num_train_timesteps}, channels={self.channels}, "
@@ -260,9 +273,9 @@ def _has_weights(folder: Path) -> bool:
     return any(any(folder.glob(g)) for g in _WEIGHT_GLOBS)
 
 
-def _build(unet: torch.nn.Module, sched_cfg: dict[str, Any], label: str, device: torch.device,
-           dtype: torch.dtype, channels_last: bool, compile: bool) -> Prior:
-    ac, pred = _alphas_cumprod(sched_cfg, label)
+def _build(unet: torch.nn.Module, schedule: tuple[torch.Tensor, str], settings: dict[str, Any], label: str,
+           device: torch.device, dtype: torch.dtype, channels_last: bool, compile: bool) -> Prior:
+    ac, pred = schedule
     unet = unet.to(device).eval().requires_grad_(False)  # dtype was set by from_pretrained
     if channels_last:
         # NHWC convolutions (oneDNN on CPU, cuDNN tensor cores on CUDA); same results up to float rounding.
@@ -270,13 +283,16 @@ def _build(unet: torch.nn.Module, sched_cfg: dict[str, Any], label: str, device:
     if compile:
         unet.compile()
     eps = _UNetEps(unet, ac, pred, channels_last).to(device)
-    return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label)
+    return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label, settings=settings)
 
 
 def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dtype, **build: bool) -> Prior:
     from diffusers import UNet2DModel
 
     unet_sub, _, _, sched_cfg = _inspect(folder, label)
+    # the schedule and the settings file are checked before the weights are read
+    schedule = _alphas_cumprod(sched_cfg, label)
+    settings = read_settings(folder, len(schedule[0]))
     unet_dir = folder / unet_sub if unet_sub else folder
     if not _has_weights(unet_dir):
         raise ModelNotFoundError(
@@ -286,7 +302,7 @@ def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dt
         unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype, low_cpu_mem_usage=_HAS_ACCELERATE)
     except (OSError, ValueError, RuntimeError) as err:
         raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
-    return _build(unet, sched_cfg, label, device, dtype, **build)
+    return _build(unet, schedule, settings, label, device, dtype, **build)
 
 
 def _hub_offline() -> bool:
@@ -312,7 +328,7 @@ def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype, **build: b
         cfg_dir = snapshot_download(
             repo_id,
             allow_patterns=["model_index.json", "config.json", "scheduler_config.json",
-                            "unet/config.json", "scheduler/scheduler_config.json"],
+                            "unet/config.json", "scheduler/scheduler_config.json", SETTINGS_JSON],
             local_files_only=offline)
     except (RepositoryNotFoundError, GatedRepoError) as err:
         raise ModelNotFoundError(
@@ -321,12 +337,14 @@ def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype, **build: b
     except Exception as err:  # noqa: BLE001 - network stacks raise many types; all mean "unreachable"
         raise HubUnavailableError(unreachable) from err
     unet_sub, _, _, sched_cfg = _inspect(Path(cfg_dir), f"hub model '{repo_id}'")
+    schedule = _alphas_cumprod(sched_cfg, repo_id)
+    settings = read_settings(Path(cfg_dir), len(schedule[0]))
     try:
         unet = UNet2DModel.from_pretrained(repo_id, subfolder=unet_sub, torch_dtype=dtype,
                                            local_files_only=offline, low_cpu_mem_usage=_HAS_ACCELERATE)
     except Exception as err:  # noqa: BLE001 - as above
         raise HubUnavailableError(unreachable) from err
-    return _build(unet, sched_cfg, repo_id, device, dtype, **build)
+    return _build(unet, schedule, settings, repo_id, device, dtype, **build)
 
 
 def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.device | str | None = None,
@@ -335,6 +353,8 @@ def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.devi
 
     Betas come from the scheduler config (``DDPMScheduler``); ``prediction_type`` epsilon,
     v_prediction and sample are converted to ε; learned-variance outputs keep their first channels.
+    The folder's ``ddrm_settings.json``, if any, becomes :attr:`Prior.settings` (the sampler's
+    settings per task family; :mod:`ddrm_kit.prior_settings`).
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` float32 unless asked
     (``torch.float16`` needs CUDA). ``channels_last`` runs the UNet on NHWC tensors (faster, same
     results up to float rounding: benchmarks/bench_unet_cpu.py); ``compile`` applies

@@ -33,9 +33,9 @@ NOISE = 1
 
 @dataclass(frozen=True)
 class Settings:
-    """The sampler's settings for one restoration (``None``: the sampler's default for the operator)."""
+    """The sampler's settings for one restoration (``None``: the prior's setting for the operator, else the papers')."""
 
-    steps: int = 20
+    steps: int | None = None
     eta: float | None = None
     eta_b: float | None = None
     clip_denoised: bool = False

@@ -11,11 +11,9 @@ import torch
 
 from .errors import DDRMError
 from .prior import Prior
+from .prior_settings import JPEG_T0_FRACTION, sampler_settings
 
 __all__ = ["ddrm", "timesteps", "JPEG_T0_FRACTION"]
-
-# DDRM-JPEG starts from the decoded image noised to t0 = 300 of T = 1000 timesteps.
-JPEG_T0_FRACTION = 0.3
 
 Callback = Callable[[int, int, torch.Tensor], None]
 
@@ -120,7 +118,7 @@ def ddrm(
     prior: Prior,
     op,
     y: torch.Tensor,
-    steps: int = 20,
+    steps: int | None = None,
     eta: float | None = None,
     eta_b: float | None = None,
     sigma_y: float = 0.0,
@@ -128,12 +126,16 @@ def ddrm(
     progress: bool = True,
     callback: Callback | None = None,
     clip_denoised: bool = False,
+    t0: int | None = None,
 ) -> torch.Tensor:
     """DDRM (Kawar et al. 2022), and DDRM-JPEG (Kawar et al. 2022b) for ``operators.codec.CodecOperator``.
 
     Restores ``y = H x + N(0, sigma_y²)`` (``y`` of shape (B, *op.measurement_shape)) or, for a
-    codec, ``y`` = the decoded image. ``eta``/``eta_b`` default to 0.85/1.0 (linear) and 1.0/0.4
-    (codec). Runs exactly ``steps`` prior evaluations and returns the last clean-image prediction
+    codec, ``y`` = the decoded image. ``steps``, ``eta``, ``eta_b`` and (codecs) ``t0``, the first
+    timestep of DDRM-JPEG, left ``None`` come from the prior's settings for the operator's family
+    (``prior.settings``, from its ``ddrm_settings.json``), else the papers' values: 20 steps, eta/eta_b
+    0.85/1.0 (linear) and 1.0/0.4 with t0 = 0.3 T (codec); see ``prior_settings.sampler_settings``.
+    Runs exactly ``steps`` prior evaluations and returns the last clean-image prediction
     (the codec path adds ``eta_b (y - J(x̂0))``), clamped to [-1, 1], shape (B, *op.image_shape).
     ``callback(step_index, t, x0_pred)`` sees every intermediate prediction. ``generator`` is one
     ``torch.Generator`` for the batch or a list of one per image (then each image's result does not
@@ -153,8 +155,9 @@ def ddrm(
             f"op must be an operators.SVDOperator or operators.codec.CodecOperator, got {type(op).__name__}")
     if not isinstance(prior, Prior):
         raise DDRMError(f"prior must be a ddrm_kit.Prior (see load_prior), got {type(prior).__name__}")
-    eta = _check_unit("eta", (1.0 if codec else 0.85) if eta is None else eta)
-    eta_b = _check_unit("eta_b", (0.4 if codec else 1.0) if eta_b is None else eta_b)
+    chosen = sampler_settings(prior, op, steps=steps, eta=eta, eta_b=eta_b, t0=t0)
+    eta = _check_unit("eta", chosen["eta"])
+    eta_b = _check_unit("eta_b", chosen["eta_b"])
     sigma_y = float(sigma_y)
     if not (sigma_y >= 0.0 and math.isfinite(sigma_y)):
         raise DDRMError(f"sigma_y must be a finite value >= 0, got {sigma_y}")
@@ -175,8 +178,7 @@ def ddrm(
             raise DDRMError(
                 f"generator is on {g.device} but the prior runs on {device}: "
                 f"pass torch.Generator(device='{device.type}')")
-    t_start = max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps)) if codec else None
-    ts = timesteps(steps, prior.num_train_timesteps, t_start)
+    ts = timesteps(chosen["steps"], prior.num_train_timesteps, chosen["t0"] if codec else None)
     # Operator tensors must live where the sampler works: copied there once, never per step.
     op = _on_device(op, device)
     y = y.to(device=device, dtype=torch.float32)

@@ -72,6 +72,7 @@ class OperatorSpec:
     pattern: re.Pattern[str] | None = None
     display: str = ""  # e.g. "inp_random<pct>" for a pattern; the name otherwise
     examples: tuple[str, ...] = ()  # concrete names listed by available()
+    family: str = "other"  # task family (superres, deblur, inpaint, deno, color, ...): keys a prior's sampler settings
 
     def names(self) -> tuple[str, ...]:
         """The concrete names this entry contributes to :func:`available`."""
@@ -135,6 +136,7 @@ def register(
     pattern: bool = False,
     display: str | None = None,
     examples: Sequence[str] = (),
+    family: str = "other",
 ):
     """Register ``factory`` under ``name`` (or a full-match regex if ``pattern``); usable as a decorator."""
     if observation_kind not in OBSERVATION_KINDS:
@@ -151,7 +153,7 @@ def register(
         spec = OperatorSpec(
             name=name, factory=fn, description=description, params=_as_params(params), kind=kind,
             observation_kind=observation_kind, input=input, scale=scale, image_channels=image_channels,
-            pattern=regex, display=display or name, examples=tuple(examples),
+            pattern=regex, display=display or name, examples=tuple(examples), family=family,
         )
         if regex is None:
             if name in _EXACT:
@@ -191,7 +193,11 @@ def get_spec(name: str) -> OperatorSpec:
 
 
 def get_operator(name: str, image_shape: Sequence[int], **params: Any):
-    """Build operator ``name`` for images of shape ``(C, H, W)``; ``params`` are its keywords."""
+    """Build operator ``name`` for images of shape ``(C, H, W)``; ``params`` are its keywords.
+
+    The operator's ``family`` attribute is set to its entry's, so the sampler can pick a prior's
+    settings for the task.
+    """
     spec = get_spec(name)
     shape = check_image_shape(image_shape)
     accepted = {p.name for p in spec.params}
@@ -202,4 +208,6 @@ def get_operator(name: str, image_shape: Sequence[int], **params: Any):
     missing = [p for p in spec.params if p.default is REQUIRED and params.get(p.name) is None]
     if missing:
         raise OperatorError(f"operator {name!r} needs {missing[0].name}=...: {missing[0].help}")
-    return spec.load_factory()(shape, *spec.groups(name), **params)
+    op = spec.load_factory()(shape, *spec.groups(name), **params)
+    op.family = spec.family
+    return op

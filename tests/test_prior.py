@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,3 +205,158 @@ def test_unsupported_checkpoints(tmp_path, files, match):
     with pytest.raises(UnsupportedModelError, match=match) as err:
         load_prior(tmp_path, device="cpu")
     assert "\n" not in str(err.value)
+
+
+# ---- the prior's sampler settings (ddrm_settings.json) and the v-prediction conversion -----------
+
+SETTINGS = {
+    "_chosen_by": "a note, ignored",
+    "linear": {"steps": 5, "eta": 0.5},
+    "deno": {"eta": 0.3, "eta_b": 0.9},
+    "codec": {"eta": 0.7, "t0": 100},
+    "jpeg": {"eta_b": 0.2},
+}
+
+
+def _spy_sampler(monkeypatch) -> list[dict]:
+    """Replace both sampler loops by a recorder of the timesteps, eta and eta_b they are given."""
+    import ddrm_kit.sampler as sampler_mod
+
+    calls: list[dict] = []
+
+    def record(prior, op, y, ts, eta, eta_b, *rest):
+        calls.append({"steps": len(ts), "top": ts[0], "eta": eta, "eta_b": eta_b})
+        return torch.zeros(y.shape[0], *getattr(op, "image_shape", None) or y.shape[1:])
+
+    monkeypatch.setattr(sampler_mod, "_run_linear", record)
+    monkeypatch.setattr(sampler_mod, "_run_codec", record)
+    return calls
+
+
+def _with_settings(tiny_unet_dir, tmp_path, settings) -> Path:
+    import shutil
+
+    folder = tmp_path / "prior"
+    shutil.copytree(tiny_unet_dir, folder)
+    (folder / "ddrm_settings.json").write_text(settings if isinstance(settings, str) else json.dumps(settings))
+    return folder
+
+
+def _run_each(prior, monkeypatch, **explicit) -> dict[str, dict]:
+    import operators
+    from ddrm_kit import ddrm
+
+    calls = _spy_sampler(monkeypatch)
+    shape = (3, 8, 8)
+    ops = {
+        "sr2": operators.get_operator("sr2", shape),
+        "deno": operators.get_operator("deno", shape),
+        "no family": operators.BlockAverage(shape, 2),  # built without the registry
+        "jpeg10": operators.get_operator("jpeg10", shape),
+        "quant3": operators.get_operator("quant3", shape),
+    }
+    for op in ops.values():
+        y = op.J(torch.zeros(1, *shape)) if hasattr(op, "J") else op.H(torch.zeros(1, *shape))
+        ddrm(prior, op, y, progress=False, **explicit)
+    return dict(zip(ops, calls))
+
+
+def test_prior_settings_file_sets_the_samplers_defaults_per_family(tiny_unet_dir, tmp_path, monkeypatch):
+    prior = load_prior(_with_settings(tiny_unet_dir, tmp_path, SETTINGS), device="cpu")
+    assert prior.settings == {k: v for k, v in SETTINGS.items() if not k.startswith("_")}
+    used = _run_each(prior, monkeypatch)
+    assert used["sr2"] == {"steps": 5, "top": 800, "eta": 0.5, "eta_b": 1.0}  # linear group over the papers'
+    assert used["deno"] == {"steps": 5, "top": 800, "eta": 0.3, "eta_b": 0.9}  # its family's group over linear's
+    assert used["no family"] == used["sr2"]
+    assert used["jpeg10"] == {"steps": 20, "top": 95, "eta": 0.7, "eta_b": 0.2}  # t0 100: 95, 90, ..., 0
+    assert used["quant3"] == {"steps": 20, "top": 95, "eta": 0.7, "eta_b": 0.4}
+
+
+def test_without_settings_file_the_papers_values(tiny_unet_dir, monkeypatch):
+    from ddrm_kit.restore import Settings, restore
+
+    prior = load_prior(tiny_unet_dir, device="cpu")
+    assert prior.settings == {}
+    used = _run_each(prior, monkeypatch)
+    linear = {"steps": 20, "top": 950, "eta": 0.85, "eta_b": 1.0}
+    assert used["sr2"] == used["deno"] == used["no family"] == linear
+    assert used["jpeg10"] == used["quant3"] == {"steps": 20, "top": 285, "eta": 1.0, "eta_b": 0.4}
+    calls = _spy_sampler(monkeypatch)
+    import operators
+
+    restore(prior, operators.get_operator("deno", (3, 8, 8)), torch.zeros(1, 3, 8, 8), Settings(), progress=False)
+    assert calls == [linear]  # Settings() leaves every choice to the prior
+
+
+def test_explicit_arguments_win_over_the_settings_file(tiny_unet_dir, tmp_path, monkeypatch):
+    prior = load_prior(_with_settings(tiny_unet_dir, tmp_path, SETTINGS), device="cpu")
+    used = _run_each(prior, monkeypatch, steps=4, eta=0.1, eta_b=0.6)
+    for name in ("sr2", "deno", "no family"):
+        assert used[name] == {"steps": 4, "top": 750, "eta": 0.1, "eta_b": 0.6}
+    assert used["jpeg10"] == {"steps": 4, "top": 75, "eta": 0.1, "eta_b": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "not readable JSON"),
+        ([1, 2], "expected a JSON object"),
+        ({"superes": {"eta": 0.5}}, "unknown group 'superes'"),
+        ({"linear": 0.5}, "'linear' must be an object"),
+        ({"deno": {"temperature": 1}}, "'deno' has no setting 'temperature'"),
+        ({"deno": {"t0": 300}}, "'deno' has no setting 't0'"),
+        ({"linear": {"eta": 1.5}}, r"linear.eta must be a number in \[0, 1\], got 1.5"),
+        ({"codec": {"eta_b": True}}, "codec.eta_b must be a number"),
+        ({"linear": {"steps": 0}}, r"linear.steps must be an integer in \[1, 1000\]"),
+        ({"codec": {"t0": 1001}}, r"codec.t0 must be an integer in \[1, 1000\]"),
+        ({"jpeg": {"steps": 2.5}}, "jpeg.steps must be an integer"),
+    ],
+)
+def test_bad_settings_file_is_a_one_line_error_naming_it(tiny_unet_dir, tmp_path, content, match):
+    from ddrm_kit.errors import PriorSettingsError
+
+    folder = _with_settings(tiny_unet_dir, tmp_path, content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(PriorSettingsError, match=match) as err:
+        load_prior(folder, device="cpu")
+    msg = str(err.value)
+    assert msg.startswith(f"{folder / 'ddrm_settings.json'}: ") and "\n" not in msg
+
+
+def test_prior_from_a_callable_takes_validated_settings():
+    from ddrm_kit.errors import PriorSettingsError
+
+    ac = torch.linspace(0.99, 0.01, 10)
+    assert Prior(lambda x, t: x, ac).settings == {}
+    assert Prior(lambda x, t: x, ac, settings={"color": {"eta": 0.2}}).settings == {"color": {"eta": 0.2}}
+    with pytest.raises(PriorSettingsError, match=r"Prior\(settings=...\): linear.steps must be an integer in \[1, 10\]"):
+        Prior(lambda x, t: x, ac, settings={"linear": {"steps": 20}})
+
+
+class _VOracle(torch.nn.Module):
+    """A stand-in UNet that outputs the exact v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0 of a known clean image x0 (float64)."""
+
+    def __init__(self, x0: torch.Tensor, ac: torch.Tensor) -> None:
+        super().__init__()
+        self.x0, self.ac = x0.double(), ac
+        self.config = type("Config", (), {"in_channels": 3, "block_out_channels": (8,)})()
+        self.dtype = torch.float32
+
+    def forward(self, x, t):
+        a = self.ac[t].view(-1, 1, 1, 1)
+        eps = (x.double() - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return type("Out", (), {"sample": (a.sqrt() * eps - (1 - a).sqrt() * self.x0).float()})()
+
+
+def test_v_prediction_converts_to_epsilon_by_the_exact_identity():
+    """ε = sqrt(ᾱ) v + sqrt(1-ᾱ) x_t recovers the noise from the true v at every noise level, to float32 rounding."""
+    ac = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 3, 8, 8, generator=gen, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    t = torch.tensor([0, 10, 500, 999])
+    a = ac[t].view(-1, 1, 1, 1)
+    xt = (a.sqrt() * x0 + (1 - a).sqrt() * eps).float()
+    # the noise in the float32 x_t the network sees (at t = 0, rounding x_t moves ε by 1e-5)
+    eps = (xt.double() - a.sqrt() * x0) / (1 - a).sqrt()
+    prior_eps = prior_mod._UNetEps(_VOracle(x0, ac), ac, "v_prediction")(xt, t)
+    torch.testing.assert_close(prior_eps.double(), eps, rtol=0, atol=2e-6)

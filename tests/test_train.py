@@ -28,7 +28,7 @@ from ddrm_kit.train.data import load_images
 # every fixture folder holds a corrupt file on purpose; the tests that check its warning record it anyway
 pytestmark = pytest.mark.filterwarnings("ignore:skipping unreadable image")
 
-HOLDOUT_HEADER = "step,images_seen,train_seconds,train_loss,holdout_loss_ema,lr"
+HOLDOUT_HEADER = "step,images_seen,train_seconds,train_loss,holdout_eps_mse_ema,lr"
 
 
 def _state(run: Path) -> dict:
@@ -132,9 +132,10 @@ def test_conv_only_unet_takes_any_multiple_of_its_downsampling() -> None:
     x = torch.randn(1, 3, 12, 20)  # non-square, not the training size
     assert model(x, torch.tensor([10])).sample.shape == x.shape
 
-    attn = unet_config(TrainConfig(data=[], channels=(8, 16, 16), attention=True))
+    attn = unet_config(TrainConfig(data=[], channels=(8, 16, 16), attention_levels=2))
     assert attn["down_block_types"] == ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D")
     assert attn["up_block_types"] == ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")
+    assert attn["add_attention"] and attn["attention_head_dim"] == 16  # one head on 16-channel blocks
 
 
 def test_resume_after_kill(trained_run, tmp_path: Path) -> None:

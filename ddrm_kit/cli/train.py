@@ -16,7 +16,13 @@ from .options import batch_size_option, device_option, output_option, precision_
 @click.option("--size", default=64, type=click.IntRange(min=8), show_default=True, help="Square crop size in pixels.")
 @click.option("--channels", default="32,64,128,128", show_default=True, help="UNet block widths, one per resolution level.")
 @click.option("--layers-per-block", default=1, type=click.IntRange(min=1), show_default=True, help="ResNet layers per UNet block.")
-@click.option("--attention/--no-attention", default=False, show_default=True, help="Self-attention at the two lowest resolutions (off: conv-only, any image size).")
+@click.option("--attention-levels", type=click.IntRange(min=0), default=None, help="Self-attention at the N lowest resolution levels and the middle block (default 0: conv-only, any image size).")
+@click.option("--attention/--no-attention", default=None, help="Same as --attention-levels 2 / 0.")
+@click.option("--prediction", type=click.Choice(["epsilon", "v_prediction"]), default="epsilon", show_default=True, help="What the network outputs: the noise, or v = sqrt(abar) eps - sqrt(1-abar) x0.")
+@click.option("--loss-weighting", type=click.Choice(["uniform", "min_snr"]), default="uniform", show_default=True, help="Weight over noise levels: uniform, or Min-SNR-gamma (Hang et al. 2023).")
+@click.option("--snr-gamma", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Min-SNR's gamma.")
+@click.option("--late-size", type=click.IntRange(min=8), default=None, help="Larger crops from --late-from on (batch scaled by (size/late-size)^2, at least 1).")
+@click.option("--late-from", type=click.IntRange(min=0), default=None, help="Step at which --late-size crops start.")
 @batch_size_option(32, "Crops per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="AdamW learning rate (linear warm-up over 500 steps).")
 @click.option("--ema", default=0.999, type=click.FloatRange(0, 1), show_default=True, help="EMA decay of the saved weights.")
@@ -31,20 +37,25 @@ from .options import batch_size_option, device_option, output_option, precision_
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (1 is fastest on a CPU that other jobs share).")
 @progress_option
 def train_command(data: tuple[str, ...], output: str, channels: str, batch_size: int, steps: int | None,
-                  minutes: float | None, **options: Any) -> None:
+                  minutes: float | None, attention_levels: int | None, attention: bool | None, **options: Any) -> None:
     """Train a diffusion prior with DDPM (Ho et al. 2020) on a folder of images.
 
     The output folder loads with `ddrm solve --model OUT` and `ddrm_kit.load_prior(OUT)`.
     Kill it any time and continue with --resume.
     """
-    from ddrm_kit.train import parse_channels, train
+    from ddrm_kit.train import legacy_attention_levels, parse_channels, train
 
     if steps is not None and minutes is not None:
         raise click.UsageError("give either --steps or --minutes, not both")
     if steps is None and minutes is None:
         raise click.UsageError("give a stopping rule: --steps N or --minutes M")
-    summary = train(list(data), output, channels=parse_channels(channels), batch=batch_size, steps=steps,
-                    minutes=minutes, **options)
+    widths = parse_channels(channels)
+    if attention_levels is None:
+        attention_levels = legacy_attention_levels(bool(attention), widths)
+    elif attention is not None and attention != (attention_levels > 0):
+        raise click.UsageError(f"--{'' if attention else 'no-'}attention contradicts --attention-levels {attention_levels}")
+    summary = train(list(data), output, channels=widths, batch=batch_size, steps=steps, minutes=minutes,
+                    attention_levels=attention_levels, **options)
     click.echo(
         f"done: step {summary['step']}, {summary['images_seen']} images, "
         f"{summary['train_seconds'] / 60:.1f} min of training, held-out loss {summary['holdout_loss']:.5f}; "

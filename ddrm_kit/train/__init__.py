@@ -8,10 +8,12 @@ The run folder holds:
   ``ddrm solve --model OUT`` load directly;
 - ``checkpoint.pt``: everything needed to continue exactly (raw + EMA weights, optimizer, step,
   RNG states) with ``--resume``;
-- ``holdout.csv``: the held-out loss at every checkpoint; ``train_config.json``: the recipe.
+- ``holdout.csv``: the held-out loss at every checkpoint (mean squared ε error whatever the network
+  outputs); ``train_config.json``: the recipe.
 
-Modules: ``recipe`` (model and schedule), ``data`` (images and crops), ``checkpoint`` (the run
-folder on disk) and ``loop`` (the training loop). The command is ``ddrm_kit.cli.train``.
+Modules: ``recipe`` (model, schedule, crop sizes), ``objective`` (target, weighting, ε), ``data``
+(images and crops), ``checkpoint`` (the run folder on disk) and ``loop`` (the training loop). The
+command is ``ddrm_kit.cli.train``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ddrm_kit.errors import TrainingDataNotFoundError, TrainingError
 
 from .checkpoint import CHECKPOINT, CONFIG_JSON, HOLDOUT_CSV, export_prior
 from .loop import train
-from .recipe import TrainConfig, parse_channels, scheduler_config, unet_config
+from .recipe import TrainConfig, crop_plan, legacy_attention_levels, parse_channels, scheduler_config, unet_config
 
 __all__ = [
     "CHECKPOINT",
@@ -29,7 +31,9 @@ __all__ = [
     "TrainConfig",
     "TrainingDataNotFoundError",
     "TrainingError",
+    "crop_plan",
     "export_prior",
+    "legacy_attention_levels",
     "parse_channels",
     "scheduler_config",
     "train",

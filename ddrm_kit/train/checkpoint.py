@@ -31,7 +31,10 @@ from .recipe import TrainConfig
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_CSV = "holdout.csv"
 CONFIG_JSON = "train_config.json"
-HOLDOUT_COLUMNS = ["step", "images_seen", "train_seconds", "train_loss", "holdout_loss_ema", "lr"]
+# train_loss is in the recipe's own units (its target and weighting); the held-out loss is always the
+# unweighted mean squared ε error of the EMA weights (a v-prediction converted to ε), so runs compare.
+# Files begun before the column's rename keep "holdout_loss_ema": the same ε error (every run then was ε).
+HOLDOUT_COLUMNS = ["step", "images_seen", "train_seconds", "train_loss", "holdout_eps_mse_ema", "lr"]
 
 
 def check_run_folder(out: Path) -> None:

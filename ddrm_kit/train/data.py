@@ -12,6 +12,8 @@ import numpy as np
 from ddrm_kit import imageio
 from ddrm_kit.errors import ImageFileError, ImageNotFoundError, TrainingDataNotFoundError
 
+from .recipe import TrainConfig, min_image_side
+
 # A folder of 50+ images holds 1 in 25 out for the held-out loss, at most this many.
 HOLDOUT_MAX_IMAGES = 16
 
@@ -39,17 +41,28 @@ def load_images(folders: Sequence[str | os.PathLike], size: int) -> list[np.ndar
     Unreadable files and images smaller than the crop size are skipped with a warning
     (training images are never resized: that would change their statistics).
     """
-    images: list[np.ndarray] = []
+    return [image for _, image in _load_named(folders, size)]
+
+
+def holdout_files(cfg: TrainConfig) -> list[Path]:
+    """The files the run of this recipe holds out (none for a folder of under 50 images)."""
+    named = _load_named(cfg.data, min_image_side(cfg))
+    _, hold = split_holdout(len(named), cfg.seed)
+    return [named[i][0] for i in hold]
+
+
+def _load_named(folders: Sequence[str | os.PathLike], size: int) -> list[tuple[Path, np.ndarray]]:
+    images: list[tuple[Path, np.ndarray]] = []
     for path in find_images(folders):
         try:
             arr = load_rgb(path)
         except (ImageFileError, ImageNotFoundError) as exc:
-            warnings.warn(f"skipping unreadable image {exc}", stacklevel=2)
+            warnings.warn(f"skipping unreadable image {exc}", stacklevel=3)
             continue
         if min(arr.shape[:2]) < size:
-            warnings.warn(f"skipping {path}: {arr.shape[1]}x{arr.shape[0]} is smaller than --size {size}", stacklevel=2)
+            warnings.warn(f"skipping {path}: {arr.shape[1]}x{arr.shape[0]} is smaller than --size {size}", stacklevel=3)
             continue
-        images.append(arr)
+        images.append((path, arr))
     if not images:
         names = ", ".join(str(f) for f in folders)
         raise TrainingDataNotFoundError(

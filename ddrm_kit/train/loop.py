@@ -1,4 +1,4 @@
-"""The training loop: DDPM's epsilon-prediction loss (Ho et al. 2020, Algorithm 1), bfloat16 autocast,
+"""The training loop: DDPM (Ho et al. 2020, Algorithm 1) with the recipe's objective, bfloat16 autocast,
 the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from ddrm_kit.errors import TrainingError
 
 from . import checkpoint as ckpt
 from .data import load_images, random_crops, split_holdout
-from .recipe import TrainConfig, check_size, ema_decay, learning_rate, scheduler_config, unet_config
+from .objective import noised, to_epsilon, training_loss
+from .recipe import (TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side, scheduler_config,
+                     unet_config)
 
 # Crops per held-out image: enough for a stable loss, cheap on a CPU.
 HOLDOUT_CROPS_PER_IMAGE = 4
@@ -55,7 +57,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
-    """Fixed held-out crops, timesteps (evenly spread over [0, T)) and noise, from a fixed seed."""
+    """Fixed held-out crops (``--size``, late crops or not), timesteps (spread over [0, T)) and noise, seeded."""
     rng = np.random.default_rng(cfg.seed + 54321)
     x0 = torch.from_numpy(random_crops(images, n, cfg.size, rng))
     t = torch.linspace(0, cfg.num_train_timesteps - 1, n).round().long()
@@ -63,25 +65,31 @@ def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
     return x0, t, noise
 
 
-def noised(x0, t, noise, alphas_cumprod):
-    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps  (Ho et al. 2020, eq. 4)."""
-    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
-    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, cfg: TrainConfig) -> float:
+    """Mean squared ε error of ``model`` on the fixed held-out batch, unweighted.
 
-
-def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, batch: int) -> float:
-    """Mean squared epsilon error of ``model`` on the fixed held-out batch."""
+    A v-prediction is converted to ε first, so runs of every parameterisation and weighting compare.
+    """
     x0, t, noise = holdout
     total = 0.0
     model.eval()
     with torch.no_grad():
-        for i in range(0, len(x0), batch):
-            xb, tb, nb = x0[i : i + batch].to(device), t[i : i + batch].to(device), noise[i : i + batch].to(device)
+        for i in range(0, len(x0), cfg.batch):
+            xb, tb, nb = (a[i : i + cfg.batch].to(device) for a in (x0, t, noise))
+            xt = noised(xb, tb, nb, alphas_cumprod)
             with autocast(device, precision):
-                pred = model(noised(xb, tb, nb, alphas_cumprod), tb).sample
-            total += torch.nn.functional.mse_loss(pred.float(), nb, reduction="sum").item()
+                pred = model(xt, tb).sample
+            eps = to_epsilon(cfg, pred.float(), xt, tb, alphas_cumprod)
+            total += torch.nn.functional.mse_loss(eps, nb, reduction="sum").item()
     model.train()
     return total / x0.numel()
+
+
+def _late_text(cfg: TrainConfig) -> str:
+    if cfg.late_size is None:
+        return ""
+    size, batch = crop_plan(cfg, cfg.late_from)
+    return f" ({size}x{size}, batch {batch} from step {cfg.late_from})"
 
 
 def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume: bool, recipe: dict[str, Any]) -> TrainConfig:
@@ -107,7 +115,7 @@ def train(
     size: int = 64,
     channels: Sequence[int] = (32, 64, 128, 128),
     layers_per_block: int = 1,
-    attention: bool = False,
+    attention_levels: int = 0,
     batch: int = 32,
     lr: float = 5e-4,
     ema: float = 0.999,
@@ -118,14 +126,22 @@ def train(
     device: str | None = None,
     seed: int = 0,
     precision: str = "auto",
+    prediction: str = "epsilon",
+    loss_weighting: str = "uniform",
+    snr_gamma: float = 5.0,
+    late_size: int | None = None,
+    late_from: int | None = None,
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train a diffusers UNet2DModel epsilon-predictor with DDPM (Ho et al. 2020, Algorithm 1).
+    """Train a diffusers UNet2DModel prior with DDPM (Ho et al. 2020, Algorithm 1).
 
-    Repeats: x0 ~ data (random crop + flip), t ~ U{0..T-1}, eps ~ N(0, I);
-    descend || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, t) ||^2 (AdamW, linear
-    warm-up, EMA of the weights). Stops after ``steps`` total steps or ``minutes`` of this call
+    Repeats: x0 ~ data (random crop + flip), t ~ U{0..T-1}, eps ~ N(0, I); descend
+    w(t) || target - net(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, t) ||^2 with target eps or
+    v = sqrt(abar_t) eps - sqrt(1-abar_t) x0 (``prediction``) and w = 1 or Min-SNR-gamma
+    (``loss_weighting``, see ``objective.min_snr_weights``); AdamW, linear warm-up, EMA of the
+    weights. ``late_size``/``late_from`` switch to larger crops (and a smaller batch, see
+    ``recipe.crop_plan``) from that step on. Stops after ``steps`` total steps or ``minutes`` of this call
     (or on SIGTERM / Ctrl-C), writing a checkpoint every ``checkpoint_every`` minutes and at the end.
     With ``resume=True`` the recipe, weights, optimizer, step and RNG states come from
     ``out/checkpoint.pt`` so the run continues exactly where the last checkpoint left it.
@@ -139,16 +155,18 @@ def train(
     ckpt.check_run_folder(out)
     folders = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
     state = ckpt.load_state(out)
-    recipe = dict(size=size, channels=tuple(channels), layers_per_block=layers_per_block, attention=attention,
-                  batch=batch, lr=lr, ema=ema, seed=seed, precision=precision)
+    recipe = dict(size=size, channels=tuple(channels), layers_per_block=layers_per_block,
+                  attention_levels=attention_levels, batch=batch, lr=lr, ema=ema, seed=seed, precision=precision,
+                  prediction=prediction, loss_weighting=loss_weighting, snr_gamma=snr_gamma, late_size=late_size,
+                  late_from=late_from)
     cfg = _recipe(state, folders, out, resume, recipe)
-    check_size(cfg)
+    check_recipe(cfg)
 
     if threads is not None:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     prec = resolve_precision(cfg.precision, dev)
-    images = load_images(cfg.data, cfg.size)
+    images = load_images(cfg.data, min_image_side(cfg))
     train_idx, hold_idx = split_holdout(len(images), cfg.seed)
     train_images = [images[i] for i in train_idx]
     hold_images = [images[i] for i in hold_idx] or train_images
@@ -180,7 +198,8 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"ddrm train: {n_params / 1e6:.2f}M-parameter UNet, {len(train_images)} training images"
-        f" ({len(hold_idx)} held out), {cfg.size}x{cfg.size} crops, batch {cfg.batch}, {prec} on {dev}, step {step}",
+        f" ({len(hold_idx)} held out), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
+        f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}",
         file=sys.stderr,
     )
 
@@ -196,7 +215,7 @@ def train(
 
     def checkpoint_now() -> None:
         nonlocal last_holdout
-        last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg.batch)
+        last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg)
         snapshot = ckpt.make_state(cfg, model, ema_model, opt, crop_rng, noise_gen,
                                    step=step, images_seen=images_seen, train_seconds=train_seconds)
         ckpt.save_pretrained(ema_model, scheduler, out)
@@ -228,14 +247,15 @@ def train(
             if minutes is not None and time.monotonic() - start >= 60.0 * minutes:
                 break
             t0 = time.monotonic()
-            x0 = torch.from_numpy(random_crops(train_images, cfg.batch, cfg.size, crop_rng)).to(dev)
-            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch,), generator=noise_gen, device=dev)
+            size, batch = crop_plan(cfg, step)
+            x0 = torch.from_numpy(random_crops(train_images, batch, size, crop_rng)).to(dev)
+            t = torch.randint(0, cfg.num_train_timesteps, (batch,), generator=noise_gen, device=dev)
             noise = torch.randn(x0.shape, generator=noise_gen, device=dev)
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, step)
             with autocast(dev, prec):
                 pred = model(noised(x0, t, noise, alphas_cumprod), t).sample
-            loss = torch.nn.functional.mse_loss(pred.float(), noise)
+            loss = training_loss(cfg, pred.float(), x0, t, noise, alphas_cumprod)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -245,14 +265,14 @@ def train(
                 for pe, pm in zip(ema_model.parameters(), model.parameters()):
                     pe.lerp_(pm.detach(), 1 - decay)
             step += 1
-            images_seen += cfg.batch
+            images_seen += batch
             dt = time.monotonic() - t0
             train_seconds += dt
             value = loss.item()
             run_losses.append(value)
             smooth_loss = value if smooth_loss is None else 0.98 * smooth_loss + 0.02 * value
             bar.update(1)
-            bar.set_postfix(loss=f"{smooth_loss:.4f}", img_s=f"{cfg.batch / dt:.1f}", refresh=False)
+            bar.set_postfix(loss=f"{smooth_loss:.4f}", img_s=f"{batch / dt:.1f}", refresh=False)
             if time.monotonic() - last_ckpt >= 60.0 * checkpoint_every:
                 checkpoint_now()
                 last_ckpt = time.monotonic()

@@ -1,4 +1,4 @@
-"""The recipe of a run: the UNet's architecture, the noise schedule and the optimiser settings."""
+"""The recipe of a run: the UNet's architecture, the noise schedule, the loss and the optimiser settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from typing import Any
 from ddrm_kit.errors import TrainingError
 
 WARMUP_STEPS = 500
+PREDICTIONS = ("epsilon", "v_prediction")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+#: What ``--attention`` (and a train_config.json of the days of that flag) means: the lowest 2 levels.
+FLAG_ATTENTION_LEVELS = 2
 
 
 @dataclass
@@ -19,7 +23,7 @@ class TrainConfig:
     size: int = 64
     channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
-    attention: bool = False
+    attention_levels: int = 0
     batch: int = 32
     lr: float = 5e-4
     ema: float = 0.999
@@ -28,15 +32,30 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "epsilon"
+    loss_weighting: str = "uniform"
+    snr_gamma: float = 5.0
+    late_size: int | None = None
+    late_from: int | None = None
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
         """The recipe saved in a checkpoint (a dict from ``dataclasses.asdict``)."""
-        # keys a newer or older trainer does not know are dropped, so old runs stay resumable
+        saved = dict(saved)
+        if "attention" in saved and "attention_levels" not in saved:
+            # runs of the --attention/--no-attention days
+            saved["attention_levels"] = legacy_attention_levels(saved["attention"], saved.get("channels", cls.channels))
+        # keys a newer or older trainer does not know are dropped, and missing ones take the defaults
+        # (today's behaviour of the days before them), so old runs stay resumable
         known = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in saved.items() if k in known})
         cfg.channels = tuple(cfg.channels)
         return cfg
+
+
+def legacy_attention_levels(attention: bool, channels) -> int:
+    """The attention levels that ``--attention`` gives: the lowest 2, or all but the first when there are fewer."""
+    return min(FLAG_ATTENTION_LEVELS, len(channels) - 1) if attention else 0
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -50,11 +69,26 @@ def parse_channels(text: str) -> tuple[int, ...]:
     return channels
 
 
-def check_size(cfg: TrainConfig) -> None:
-    """Refuse a crop size the UNet cannot halve at every level."""
-    factor = 2 ** (len(cfg.channels) - 1)
-    if cfg.size % factor:
-        raise TrainingError(f"--size {cfg.size} must be a multiple of {factor} for {len(cfg.channels)} levels")
+def check_recipe(cfg: TrainConfig) -> None:
+    """Refuse a recipe the trainer cannot run, before any work is done."""
+    levels = len(cfg.channels)
+    factor = 2 ** (levels - 1)
+    for option, size in (("--size", cfg.size), ("--late-size", cfg.late_size)):
+        if size is not None and size % factor:
+            raise TrainingError(f"{option} {size} must be a multiple of {factor} for {levels} levels")
+    if not 0 <= cfg.attention_levels < levels:
+        raise TrainingError(f"--attention-levels must be in [0, {levels - 1}] for {levels} levels "
+                            f"(the full-resolution level has none), got {cfg.attention_levels}")
+    if cfg.prediction not in PREDICTIONS:
+        raise TrainingError(f"--prediction must be one of {', '.join(PREDICTIONS)}, got {cfg.prediction!r}")
+    if cfg.loss_weighting not in LOSS_WEIGHTINGS:
+        raise TrainingError(f"--loss-weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {cfg.loss_weighting!r}")
+    if not cfg.snr_gamma > 0:
+        raise TrainingError(f"--snr-gamma must be positive, got {cfg.snr_gamma}")
+    if (cfg.late_size is None) != (cfg.late_from is None):
+        raise TrainingError("give --late-size and --late-from together")
+    if cfg.late_from is not None and cfg.late_from < 0:
+        raise TrainingError(f"--late-from must be a step >= 0, got {cfg.late_from}")
 
 
 def unet_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -62,16 +96,16 @@ def unet_config(cfg: TrainConfig) -> dict[str, Any]:
 
     Without attention every block is a convolution (ResNet) block, so the model is
     resolution-agnostic: trained on crops, it runs on whole images of any size that is a
-    multiple of 2**(levels-1). With attention, the two lowest-resolution levels and the middle
-    block get self-attention (as in Ho et al.'s 16x16 attention).
+    multiple of 2**(levels-1). With ``attention_levels`` N, the N lowest-resolution levels and the
+    middle block get self-attention (Ho et al. put it at 16x16; the full-resolution level never has it).
     """
     levels = len(cfg.channels)
     down = ["DownBlock2D"] * levels
-    if cfg.attention:
-        for i in range(max(1, levels - 2), levels):
-            down[i] = "AttnDownBlock2D"
+    for i in range(levels - cfg.attention_levels, levels):
+        down[i] = "AttnDownBlock2D"
     up = [d.replace("Down", "Up") for d in reversed(down)]
     groups = math.gcd(*cfg.channels)
+    attention = cfg.attention_levels > 0
     return {
         "sample_size": cfg.size,
         "in_channels": 3,
@@ -80,22 +114,38 @@ def unet_config(cfg: TrainConfig) -> dict[str, Any]:
         "layers_per_block": cfg.layers_per_block,
         "down_block_types": tuple(down),
         "up_block_types": tuple(up),
-        "add_attention": cfg.attention,
+        "add_attention": attention,
         # GroupNorm needs a group count dividing every width; 32 as in DDPM when it does.
         "norm_num_groups": min(32, groups),
-        "attention_head_dim": 32 if cfg.attention else None,
+        # 32-channel heads, or one head on blocks narrower than that (diffusers needs at least one)
+        "attention_head_dim": min(32, *cfg.channels[levels - cfg.attention_levels :]) if attention else None,
     }
 
 
 def scheduler_config(cfg: TrainConfig) -> dict[str, Any]:
-    """DDPMScheduler keyword arguments: epsilon prediction, linear betas (Ho et al. 2020)."""
+    """DDPMScheduler keyword arguments: linear betas (Ho et al. 2020) and the network's output."""
     return {
         "num_train_timesteps": cfg.num_train_timesteps,
         "beta_start": cfg.beta_start,
         "beta_end": cfg.beta_end,
         "beta_schedule": "linear",
-        "prediction_type": "epsilon",
+        "prediction_type": cfg.prediction,
     }
+
+
+def crop_plan(cfg: TrainConfig, step: int) -> tuple[int, int]:
+    """(crop size, batch) at ``step`` (0-based): ``size`` and ``batch``, then ``late_size`` from ``late_from``.
+
+    Late crops keep the pixels per step about constant: batch ``max(1, round(batch * (size / late_size)²))``.
+    """
+    if cfg.late_size is None or step < cfg.late_from:
+        return cfg.size, cfg.batch
+    return cfg.late_size, max(1, round(cfg.batch * (cfg.size / cfg.late_size) ** 2))
+
+
+def min_image_side(cfg: TrainConfig) -> int:
+    """The smallest image side the run trains on: its largest crop (smaller images are skipped)."""
+    return max(cfg.size, cfg.late_size or 0)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
