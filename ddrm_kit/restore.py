@@ -23,7 +23,7 @@ import torch
 from .errors import DDRMError
 
 __all__ = ["NOISE", "SAMPLER", "Settings", "generators", "image_seed", "is_codec", "observe", "baseline",
-           "restore", "score"]
+           "restore", "sample_generators", "score"]
 
 #: The generator stream of the sampler's noise.
 SAMPLER = 0
@@ -90,21 +90,45 @@ def baseline(op, y: torch.Tensor) -> torch.Tensor:
     return y if is_codec(op) else op.H_pinv(y)
 
 
+def sample_generators(generator: Sequence[torch.Generator], samples: int) -> list[torch.Generator]:
+    """Per-image generators for ``samples`` draws, sample-major: draw 0 uses ``generator`` itself, draw k
+    a generator seeded from the image's own seed (``initial_seed()``) and k, so every draw of every
+    image is fixed by that image's generator alone."""
+    out = list(generator)
+    for k in range(1, samples):
+        for g in generator:
+            state = np.random.SeedSequence([g.initial_seed(), k])
+            seed = int(state.generate_state(1, dtype=np.uint64)[0] >> 1)
+            out.append(torch.Generator(device=g.device).manual_seed(seed))
+    return out
+
+
 def restore(prior, op, y: torch.Tensor, settings: Settings = Settings(), sigma_y: float = 0.0,
             generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = True) -> torch.Tensor:
     """DDRM on ``y``, averaged over ``settings.average`` samples; ``(B, *op.image_shape)`` in [-1, 1].
 
-    The samples are drawn one after another from the same generators, so a run with ``average=K``
-    starts with exactly the sample that ``average=1`` returns.
+    With one generator per image (a list), the K samples of the whole batch go through the network
+    together as one batch of K·B (:func:`sample_generators` gives each its own generator), and the
+    first sample is exactly what ``average=1`` returns. With one generator or none, the samples
+    are drawn one after another.
     """
     from .sampler import ddrm
 
-    total = None
-    for _ in range(settings.average):
-        out = ddrm(prior, op, y, steps=settings.steps, eta=settings.eta, eta_b=settings.eta_b, sigma_y=sigma_y,
-                   generator=generator, progress=progress, clip_denoised=settings.clip_denoised)
-        total = out if total is None else total.add_(out)
-    return total / settings.average
+    k = settings.average
+
+    def run(obs: torch.Tensor, gens) -> torch.Tensor:
+        return ddrm(prior, op, obs, steps=settings.steps, eta=settings.eta, eta_b=settings.eta_b, sigma_y=sigma_y,
+                    generator=gens, progress=progress, clip_denoised=settings.clip_denoised)
+
+    if k == 1:
+        return run(y, generator)
+    if isinstance(generator, (list, tuple)):
+        out = run(y.repeat(k, *([1] * (y.dim() - 1))), sample_generators(generator, k))
+        return out.reshape(k, *y.shape[:1], *out.shape[1:]).mean(0)
+    total = run(y, generator)
+    for _ in range(k - 1):
+        total.add_(run(y, generator))
+    return total / k
 
 
 def score(x: torch.Tensor, ref: torch.Tensor) -> dict[str, list[float]]:
