@@ -152,7 +152,7 @@ class JPEG(CodecOperator):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "JPEG":
-        """The operator that produced a baseline JPEG file: its own tables, subsampling and size."""
+        """The operator that produced a JPEG file (baseline or progressive): its own tables, subsampling and size."""
         return cls(**read_jpeg_params(path))
 
     # -- codec -------------------------------------------------------------------------------

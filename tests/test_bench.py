@@ -118,7 +118,8 @@ def test_bench_rows_equal_restore_and_score_computed_directly(tmp_path):
     data = tmp_path / "data"
     paths = _write_images(data, [(16, 16), (20, 12), (16, 16)])
     out = tmp_path / "out"
-    cfg = BenchConfig(op="sr2", data=data, output=out, sigma_y=0.05, steps=4, seed=7, progress=False)
+    cfg = BenchConfig(op="sr2", data=data, output=out, sigma_y=0.05, steps=4, seed=7, progress=False,
+                      observation="float")
     prior = _gaussian_prior()
     rows = run_bench(cfg, prior=prior)
 
@@ -143,10 +144,11 @@ def test_bench_rows_equal_restore_and_score_computed_directly(tmp_path):
     assert "images: 3" in summary and "seed 7 (per image: hash of seed and file name)" in summary
     means = json.loads((out / "summary.json").read_text())["means"]
     assert means["ddrm"]["psnr"] == pytest.approx(sum(r["psnr"] for r in rows if r["method"] == "ddrm") / 3)
-    # The grid: 3 rows of 4 panels (ground truth, observation, bicubic, DDRM) with 4-pixel gutters.
+    # The grid: labels, then 3 rows of 4 panels (ground truth, observation, bicubic, DDRM) with 4-pixel gutters.
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert grid.shape == (16 + 12 + 16 + 2 * 4, 4 * 20 + 3 * 4, 3)
-    assert np.array_equal(grid[:16, :16], to_uint8(load_image(paths[0])))
+    top = grid.shape[0] - (16 + 12 + 16 + 2 * 4)
+    assert top > 0 and grid.shape[1:] == (4 * 20 + 3 * 4, 3)
+    assert np.array_equal(grid[top : top + 16, :16], to_uint8(load_image(paths[0])))
 
 
 def test_a_row_depends_on_the_file_name_not_on_the_other_images(tmp_path):
@@ -172,7 +174,7 @@ def test_clip_denoised_and_average_are_restore_settings(tmp_path):
     for clip, average in ((False, 1), (True, 1), (True, 2)):
         out = tmp_path / f"clip{clip}_{average}"
         cfg = BenchConfig(op="color", data=data, output=out, steps=4, progress=False, clip_denoised=clip,
-                          average=average)
+                          average=average, observation="float")
         row = next(r for r in run_bench(cfg, prior=prior) if r["method"] == "ddrm")
         settings = Settings(steps=4, clip_denoised=clip, average=average)
         _assert_row(row, _direct(prior, path.name, x, "color", 0.0, 0, settings)[2], x)
@@ -199,7 +201,8 @@ def test_deno_with_an_oracle_prior_recovers_the_image_and_scores_the_observation
     data = tmp_path / "data"
     (path,) = _write_images(data, [(24, 16)], seed=3)
     x_true = load_image(path)
-    cfg = BenchConfig(op="deno", data=data, output=tmp_path / "out", sigma_y=0.1, steps=5, progress=False)
+    cfg = BenchConfig(op="deno", data=data, output=tmp_path / "out", sigma_y=0.1, steps=5, progress=False,
+                      observation="float")
     rows = {r["method"]: r for r in run_bench(cfg, prior=make_oracle_prior(x_true))}
     assert set(rows) == {"ddrm", "h_pinv", "observation"}
     assert rows["ddrm"]["psnr"] > 50
@@ -226,6 +229,7 @@ def test_bad_options_fail_before_any_work(tmp_path):
         ({"op": "sr2", "average": 0}, "average"),
         ({"op": "sr2", "output": data / "img00.png"}, "is a file"),
         ({"op": "sr44x"}, "sr4"),
+        ({"op": "sr2", "observation": "uint16"}, "--observation must be one of uint8, float"),
     ]
     for kwargs, message in bad:
         cfg = BenchConfig(**{"data": data, "output": tmp_path / "out", "progress": False, **kwargs})
@@ -312,7 +316,8 @@ def test_solve_clean_writes_the_image_bench_saves(tmp_path, tiny_unet_dir):
     common = ["--op", "sr2", "--model", str(tiny_unet_dir), "--sigma-y", "0.05", "--seed", "3", "--steps", "3",
               "--device", "cpu", "--no-progress"]
     runner = CliRunner()
-    _ok(runner.invoke(main, ["bench", *common, "--data", str(data), "-o", str(tmp_path / "bench"), "--save-images"]))
+    _ok(runner.invoke(main, ["bench", *common, "--data", str(data), "-o", str(tmp_path / "bench"), "--save-images",
+                             "--observation", "float"]))
     _ok(runner.invoke(main, ["solve", *common, "--clean", str(path), "-o", str(tmp_path / "solve.png")]))
     benched = np.asarray(Image.open(tmp_path / "bench" / "images" / f"{path.stem}.png"))
     solved = np.asarray(Image.open(tmp_path / "solve.png"))
@@ -348,3 +353,133 @@ def test_two_gloo_ranks_equal_the_single_process_run_row_for_row(tmp_path, tiny_
     summary = (tmp_path / "two" / "summary.md").read_text()
     assert "ranks: 2" in summary and "torchrun --nproc-per-node 2 -m ddrm_kit.bench" in summary
     assert all(math.isfinite(float(r["psnr"])) for r in two)
+
+
+# ---------------------------------------------------------------------------------- 8-bit observations
+
+
+ROUNDING = 1 / (255 * math.sqrt(12))  # the rounding noise of an 8-bit file, [0, 1] units
+
+
+def _through_a_file(y: torch.Tensor, tmp: Path) -> torch.Tensor:
+    """``y`` (one image) written as an 8-bit PNG and read back."""
+    from ddrm_kit.imageio import save_image
+
+    return load_image(save_image(y, tmp / "y.png"))
+
+
+@pytest.mark.parametrize("sigma_y", [0.0, 0.02])
+def test_uint8_rounds_y_as_a_file_and_raises_the_sampler_sigma_to_the_rounding_noise(tmp_path, sigma_y):
+    data = tmp_path / "data"
+    (path,) = _write_images(data, [(16, 16)], seed=6)
+    x = load_image(path)
+    prior = _gaussian_prior()
+    cfg = BenchConfig(op="deblur_gauss", data=data, output=tmp_path / "out", sigma_y=sigma_y, steps=4, seed=3,
+                      progress=False)
+    assert cfg.observation == "uint8"  # the default
+    rows = {r["method"]: r for r in run_bench(cfg, prior=prior)}
+    op = get_operator("deblur_gauss", tuple(x.shape[1:]))
+    y = _through_a_file(observe(op, x, 2 * sigma_y, generators(3, [path.name], NOISE)), tmp_path)
+    sampler = 2 * max(sigma_y, ROUNDING)
+    xr = restore(prior, op, y, Settings(steps=4), sampler, generators(3, [path.name], SAMPLER), progress=False)
+    for method, img in (("ddrm", xr), ("h_pinv", op.H_pinv(y)), ("observation", y)):
+        _assert_row(rows[method], img, x)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["observation"] == "uint8" and summary["observation_rounded"] is True
+    assert summary["sampler_sigma_y"] == max(sigma_y, ROUNDING)
+    assert "- observation: rounded to 8 bits as a file holds it (--observation uint8)" in (
+        tmp_path / "out" / "summary.md").read_text()
+
+
+def test_uint8_leaves_codecs_and_vector_observations_alone(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16)])
+    for op_name in ("jpeg10", "cs2"):
+        runs = []
+        for observation in ("float", "uint8"):
+            out = tmp_path / f"{op_name}_{observation}"
+            cfg = BenchConfig(op=op_name, data=data, output=out, steps=3, progress=False, observation=observation)
+            runs.append(_without_times(_read_csv(out / "per_image.csv")) if run_bench(cfg, prior=_gaussian_prior())
+                        else None)
+            summary = json.loads((out / "summary.json").read_text())
+            assert summary["observation"] == observation and summary["observation_rounded"] is False
+            assert summary["sampler_sigma_y"] == 0.0
+        assert runs[0] == runs[1], op_name
+
+
+@pytest.mark.parametrize(("op_name", "sigma_y"), [("deblur_gauss", "0"), ("sr2", "0.02"), ("inp_random50", "0"),
+                                                  ("color", "0")])
+def test_uint8_bench_equals_degrade_then_solve_on_the_8bit_file(tmp_path, tiny_unet_dir, op_name, sigma_y):
+    """`ddrm bench` (default --observation uint8) restores what `ddrm solve` restores from `ddrm degrade`'s file."""
+    data = tmp_path / "data"
+    (path,) = _write_images(data, [(16, 16)], seed=9)
+    runner = CliRunner()
+    noise = ["--sigma-y", sigma_y, "--seed", "4"]
+    run = ["--model", str(tiny_unet_dir), "--steps", "3", "--device", "cpu", "--no-progress"]
+    _ok(runner.invoke(main, ["bench", "--op", op_name, *noise, *run, "--data", str(data), "-o", str(tmp_path / "b"),
+                             "--save-images"]))
+    # The observation file keeps the clean file's name, so solve keys its sampler like bench.
+    observed = tmp_path / "observed" / path.name
+    _ok(runner.invoke(main, ["degrade", "--op", op_name, *noise, str(path), "-o", str(observed)]))
+    _ok(runner.invoke(main, ["solve", "--op", op_name, *noise, *run, str(observed), "-o", str(tmp_path / "s.png")]))
+    benched = np.asarray(Image.open(tmp_path / "b" / "images" / path.name))
+    assert np.array_equal(benched, np.asarray(Image.open(tmp_path / "s.png")))
+
+
+# ---------------------------------------------------------------------------------- what the command shows
+
+
+def test_cli_prints_the_score_table_and_every_file_it_wrote(tmp_path, tiny_unet_dir):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16), (16, 16)])
+    out = tmp_path / "out"
+    res = _ok(CliRunner().invoke(main, ["bench", "--op", "sr2", "--model", str(tiny_unet_dir), "--steps", "2",
+                                        "--device", "cpu", "--no-progress", "--data", str(data), "-o", str(out),
+                                        "--save-images"]))
+    summary = (out / "summary.md").read_text().splitlines()
+    table = summary[summary.index("| method | PSNR (dB) | PSNR uint8 (dB) | SSIM | s / image |"):][:5]
+    assert table[-1].startswith("| bicubic upsampling of y |")
+    lines = res.output.splitlines()
+    assert lines[:5] == table
+    assert lines[-5:] == [f"wrote {out / name}" for name in ("per_image.csv", "summary.md", "summary.json",
+                                                             "grid.png", "images/ (2 images)")]
+
+
+def test_grid_columns_are_labelled(tmp_path):
+    data = tmp_path / "data"
+    _write_images(data, [(160, 64)])
+    cfg = BenchConfig(op="deno", data=data, output=tmp_path / "out", sigma_y=0.1, steps=2, progress=False)
+    run_bench(cfg, prior=_gaussian_prior())
+    grid = np.asarray(Image.open(tmp_path / "out" / "grid.png").convert("L"))
+    top = grid.shape[0] - 64
+    assert grid.shape[1] == 4 * 160 + 3 * 4 and top > 4
+    assert (grid[top - 4 : top] == 255).all()  # a white gutter between the labels and the images
+    for col in range(4):
+        cell = grid[: top - 4, col * 164 : col * 164 + 160]
+        dark = np.nonzero((cell < 128).any(axis=0))[0]
+        assert dark.size, col  # black text over every column ...
+        assert dark.min() > 10 and dark.min() + dark.max() in range(157, 162)  # ... centred in it
+    assert "columns: ground truth, observation, baseline (H_pinv(y)), DDRM" in (
+        tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_folder_with_results_is_refused_unless_overwrite(tmp_path, tiny_unet_dir):
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16), (16, 16)])
+    out = tmp_path / "out"
+    common = ["bench", "--op", "deno", "--sigma-y", "0.1", "--model", str(tiny_unet_dir), "--steps", "2",
+              "--device", "cpu", "--no-progress", "--data", str(data), "-o", str(out)]
+    runner = CliRunner()
+    _ok(runner.invoke(main, [*common, "--save-images"]))
+    before = (out / "per_image.csv").read_bytes()
+    res = runner.invoke(main, [*common, "--seed", "1"])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"Error: --output {out} already holds bench results (per_image.csv, summary.md, summary.json, grid.png, "
+        "images/ (2 images)); give another folder, or --overwrite to replace them"]
+    assert (out / "per_image.csv").read_bytes() == before
+    # --overwrite replaces them, and removes what the new run does not write (no grid, no images).
+    (out / "notes.txt").write_text("mine")
+    res = _ok(runner.invoke(main, [*common, "--seed", "1", "--grid", "0", "--overwrite"]))
+    assert (out / "per_image.csv").read_bytes() != before
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "per_image.csv", "summary.json", "summary.md"]
+    assert res.output.splitlines()[-3:] == [f"wrote {out / n}" for n in ("per_image.csv", "summary.md", "summary.json")]

@@ -191,12 +191,82 @@ def test_from_file_reads_tables_sampling_and_grey(tmp_path: Path) -> None:
             assert JPEG.from_file(patched).subsampling == expect
 
 
+def _same_operator(a: JPEG, b: JPEG) -> bool:
+    return (a.quality, a.subsampling, a.image_shape) == (b.quality, b.subsampling, b.image_shape) and torch.equal(
+        a.component_tables, b.component_tables)
+
+
+@pytest.mark.parametrize(("channels", "sub", "qf"),
+                         [(3, "4:2:0", 10), (3, "4:2:2", 55), (3, "4:4:4", 90), (1, "4:4:4", 30)])
+def test_progressive_file_gives_the_baseline_files_operator_and_pixels(tmp_path: Path, channels: int, sub: str,
+                                                                      qf: int) -> None:
+    arr = _texture(21, 34, channels, seed=qf)
+    img = Image.fromarray(arr if channels == 3 else arr[..., 0])
+    base, prog = tmp_path / "base.jpg", tmp_path / "prog.jpg"
+    img.save(base, quality=qf, subsampling=PIL_SUBSAMPLING[sub])
+    img.save(prog, quality=qf, subsampling=PIL_SUBSAMPLING[sub], progressive=True)
+    assert prog.read_bytes().count(b"\xff\xda") > 1  # several scans (Pillow wrote a real progressive file)
+    op = JPEG.from_file(prog)
+    assert _same_operator(op, JPEG.from_file(base))
+    decoded = np.asarray(Image.open(prog)).reshape(21, 34, channels)
+    assert np.array_equal(decoded, np.asarray(Image.open(base)).reshape(21, 34, channels))
+    assert np.array_equal(_to_uint8(op.J(_to_tensor(arr))), decoded)  # the file's codec, byte for byte
+
+
+def test_solve_restores_a_progressive_file_as_its_baseline_twin(tmp_path: Path, tiny_unet_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddrm_kit.cli import main
+
+    img = Image.fromarray(_texture(16, 24, 3, seed=8))
+    outputs = []
+    for kind in ("base", "prog"):
+        (tmp_path / kind).mkdir()
+        path = tmp_path / kind / "photo.jpg"  # one file name: the same seeds
+        img.save(path, quality=25, progressive=kind == "prog")
+        res = CliRunner().invoke(main, ["solve", "--op", "jpeg", "--model", str(tiny_unet_dir), "--steps", "2",
+                                        "--device", "cpu", "--no-progress", str(path),
+                                        "-o", str(tmp_path / f"{kind}.png")])
+        assert res.exit_code == 0, res.output
+        outputs.append(np.asarray(Image.open(tmp_path / f"{kind}.png")))
+    assert outputs[0].shape == (16, 24, 3) and np.array_equal(outputs[0], outputs[1])
+
+
+def test_extended_sequential_frame_is_read_like_baseline(tmp_path: Path) -> None:
+    base = tmp_path / "base.jpg"
+    Image.fromarray(_texture(16, 24, 3)).save(base, quality=40, subsampling=1)
+    data = bytearray(base.read_bytes())
+    data[data.index(b"\xff\xc0") + 1] = 0xC1  # SOF1: extended sequential, Huffman-coded
+    ext = tmp_path / "ext.jpg"
+    ext.write_bytes(bytes(data))
+    assert _same_operator(JPEG.from_file(ext), JPEG.from_file(base))
+    assert np.array_equal(np.asarray(Image.open(ext)), np.asarray(Image.open(base)))
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_each_component_keeps_the_table_in_force_at_its_first_scan(tmp_path: Path) -> None:
+    # A hand-made progressive stream: slot 0 is redefined between the scans of Y and of Cb/Cr, as
+    # libjpeg allows; entropy-coded bytes with a stuffed 0xFF00 and a restart marker are skipped.
+    zigzag_a, zigzag_b = bytes(range(1, 65)), bytes([9] * 64)
+    sof = bytes([8, 0, 16, 0, 16, 3]) + bytes([1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0])
+    stream = (b"\xff\xd8" + _segment(0xDB, b"\x00" + zigzag_a) + _segment(0xC2, sof)
+              + _segment(0xDA, bytes([1, 1, 0, 0, 0, 0])) + b"\x12\xff\x00\x34\xff\xd0\x56"
+              + _segment(0xDB, b"\x00" + zigzag_b) + _segment(0xDA, bytes([2, 2, 0, 3, 0, 0, 0, 0])) + b"\x78\xff\xd9")
+    path = tmp_path / "hand.jpg"
+    path.write_bytes(stream)
+    op = JPEG.from_file(path)
+    # The first eight zigzag entries sit at (0,0) (0,1) (1,0) (2,0) (1,1) (0,2) (0,3) (1,2).
+    assert op.component_tables[0].flatten()[[0, 1, 8, 16, 9, 2, 3, 10]].tolist() == list(range(1, 9))
+    assert sorted(op.component_tables[0].flatten().tolist()) == list(range(1, 65))
+    assert (op.component_tables[1:] == 9).all()
+    assert op.subsampling == "4:4:4" and op.image_shape == (3, 16, 16)
+
+
 def test_from_file_rejects_what_it_cannot_model(tmp_path: Path) -> None:
     arr = _texture(24, 24, 3)
-    prog = tmp_path / "prog.jpg"
-    Image.fromarray(arr).save(prog, quality=70, progressive=True)
-    with pytest.raises(OperatorError, match="progressive"):
-        JPEG.from_file(prog)
     png = tmp_path / "img.png"
     Image.fromarray(arr).save(png)
     with pytest.raises(OperatorError, match="not a JPEG"):
@@ -213,8 +283,36 @@ def test_from_file_rejects_what_it_cannot_model(tmp_path: Path) -> None:
     data[sof + 1] = 0xC9
     arith = tmp_path / "arith.jpg"
     arith.write_bytes(bytes(data))
-    with pytest.raises(OperatorError, match="arithmetic"):
+    with pytest.raises(OperatorError, match="arithmetic-coded JPEG .SOF9. is not supported; convert it losslessly"):
         JPEG.from_file(arith)
+    for marker, kind in ((0xC3, "lossless"), (0xC5, "hierarchical"), (0xCB, "arithmetic-coded .lossless.")):
+        data[sof + 1] = marker
+        arith.write_bytes(bytes(data))
+        with pytest.raises(OperatorError, match=f"{kind} JPEG .SOF{marker - 0xC0}. is not supported"):
+            JPEG.from_file(arith)
+    data[sof + 1], data[sof + 4] = 0xC0, 12  # 12-bit samples
+    arith.write_bytes(bytes(data))
+    with pytest.raises(OperatorError, match="12-bit JPEG is not supported"):
+        JPEG.from_file(arith)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(cmyk, quality=70)
+    with pytest.raises(OperatorError, match="CMYK/YCCK JPEG is not supported"):
+        JPEG.from_file(cmyk)
+    # RGB stored as is: no JFIF marker, component ids 'R', 'G', 'B' (libjpeg's rule)
+    data = bytearray(base.read_bytes())
+    assert data[2:4] == b"\xff\xe0"
+    del data[2 : 4 + int.from_bytes(data[4:6], "big")]
+    sof, sos = data.index(b"\xff\xc0"), data.index(b"\xff\xda")
+    for k, cid in enumerate(b"RGB"):
+        data[sof + 10 + 3 * k] = data[sos + 5 + 2 * k] = cid
+    rgb = tmp_path / "rgb.jpg"
+    rgb.write_bytes(bytes(data))
+    with pytest.raises(OperatorError, match="stores RGB without the YCbCr transform"):
+        JPEG.from_file(rgb)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(base.read_bytes()[:40])
+    with pytest.raises(OperatorError, match="not a readable JPEG file"):
+        JPEG.from_file(truncated)
     with pytest.raises(FileNotFoundError):
         JPEG.from_file(tmp_path / "missing.jpg")
     assert issubclass(OperatorError, ValueError)

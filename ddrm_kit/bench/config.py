@@ -7,6 +7,9 @@ from pathlib import Path
 
 from ddrm_kit.errors import BenchError
 
+from .observation import OBSERVATIONS
+from .report import existing_results
+
 #: ``precision`` -> the torch dtype of the prior's network (``ddrm --precision`` spellings).
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -28,6 +31,7 @@ class BenchConfig:
     clip_denoised: bool = False
     average: int = 1  # restorations averaged per image
     sigma_y: float = 0.0  # [0, 1] pixel units, doubled for the [-1, 1] API
+    observation: str = "uint8"  # "uint8": image observations rounded as a file holds them; "float": exact
     seed: int = 0
     batch_size: int = 1
     grid: int = 4
@@ -36,6 +40,7 @@ class BenchConfig:
     reference: bool = False
     metric_weights: Path | None = None
     save_images: bool = False
+    overwrite: bool = False  # replace the bench results already in `output`
     progress: bool = True
     command: str = ""
 
@@ -60,8 +65,14 @@ def check(cfg: BenchConfig):
         raise BenchError("--sigma-y must be >= 0 (a standard deviation in [0, 1] pixel units)")
     if spec.kind == "codec" and cfg.sigma_y > 0:
         raise BenchError(f"--sigma-y is not used by {cfg.op} (quantisation is the noise); drop it")
+    if cfg.observation not in OBSERVATIONS:
+        raise BenchError(f"--observation must be one of {', '.join(OBSERVATIONS)}, got {cfg.observation!r}")
     if cfg.precision not in PRECISIONS:
         raise BenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if cfg.output.exists() and not cfg.output.is_dir():
         raise BenchError(f"--output {cfg.output}: is a file; give a folder for the results")
+    held = existing_results(cfg.output)
+    if held and not cfg.overwrite:
+        raise BenchError(f"--output {cfg.output} already holds bench results ({', '.join(held)}); "
+                         "give another folder, or --overwrite to replace them")
     return spec

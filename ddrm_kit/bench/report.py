@@ -6,14 +6,23 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddrm_kit.atomic import atomic_write, write_text
 
-from .config import BenchConfig
+from .observation import rounds, sampler_sigma
 from .scores import LPIPS_BACKBONE
 
+if TYPE_CHECKING:
+    from operators.registry import OperatorSpec
+
+    from .config import BenchConfig
+
 CSV_NAME = "per_image.csv"
+GRID_NAME = "grid.png"
+IMAGES_DIR = "images"  # --save-images: one DDRM output per image
+# The files of a run's results, in the order the command lists them (then IMAGES_DIR).
+RESULT_FILES = (CSV_NAME, "summary.md", "summary.json", GRID_NAME)
 CSV_FIELDS = ("index", "name", "method", "psnr", "psnr_uint8", "ssim", "lpips", "seconds")
 # Display names and order of the methods in summary.md.
 METHOD_LABELS = {
@@ -64,16 +73,42 @@ def preprocess_text(cfg: BenchConfig, multiple: int) -> str:
     return how + "; grey images repeated to RGB"
 
 
-def write_grid(panels: dict[int, list], path: Path) -> None:
-    """Rows = images, columns = ground truth / observation / baseline / DDRM, white gutters."""
+# The grid's baseline column: the first of these methods that the run scored, and its label.
+GRID_BASELINES = {"bicubic": "bicubic", "h_pinv": "H_pinv(y)", "observation": "observation"}
+GAP = 4  # white pixels between the grid's panels
+
+
+def grid_baseline(methods) -> str:
+    """The method shown in the grid's baseline column (bicubic for SR, else H_pinv(y), else y itself)."""
+    return next(m for m in GRID_BASELINES if m in methods)
+
+
+def _label_strip(labels: list[str], spans: list[tuple[int, int]], width: int):
+    """A white strip with each label in black, centred over its column (cut at the column's edges when wider)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    # The bitmap font draws the same pixels on every machine; Pillow < 10.1 returns it from load_default().
+    font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+    boxes = [font.getbbox(text) for text in labels]
+    strip = Image.new("RGB", (width, max(b[3] for b in boxes) + GAP), "white")
+    for text, box, (x0, x1) in zip(labels, boxes, spans):
+        cell = Image.new("RGB", (x1 - x0, strip.height), "white")
+        ImageDraw.Draw(cell).text((max(0, (x1 - x0 - box[2]) // 2), 0), text, fill="black", font=font)
+        strip.paste(cell, (x0, 0))
+    return np.asarray(strip)
+
+
+def write_grid(panels: dict[int, list], path: Path, baseline: str) -> None:
+    """Rows = images, columns = ground truth / observation / baseline / DDRM under their labels, white gutters."""
     import numpy as np
     import torch
 
     from ddrm_kit.imageio import save_image
 
-    gap = 4
     rows = []
-    width = max(sum(p.shape[1] for p in ps) + gap * (len(ps) - 1) for ps in panels.values())
+    width = max(sum(p.shape[1] for p in ps) + GAP * (len(ps) - 1) for ps in panels.values())
+    spans: list[tuple[int, int]] = []
     for i in sorted(panels):
         ps = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in panels[i]]
         h = max(p.shape[0] for p in ps)
@@ -81,12 +116,36 @@ def write_grid(panels: dict[int, list], path: Path) -> None:
         x0 = 0
         for p in ps:
             row[: p.shape[0], x0 : x0 + p.shape[1]] = p
-            x0 += p.shape[1] + gap
+            if not rows:  # the labels sit over the first row's columns
+                spans.append((x0, x0 + p.shape[1]))
+            x0 += p.shape[1] + GAP
         rows.append(row)
-        rows.append(np.full((gap, width, 3), 255, np.uint8))
-    grid = np.concatenate(rows[:-1])
+        rows.append(np.full((GAP, width, 3), 255, np.uint8))
+    labels = ["ground truth", "observation", f"baseline: {GRID_BASELINES[baseline]}", "DDRM"]
+    grid = np.concatenate([_label_strip(labels, spans, width), *rows[:-1]])
     t = torch.from_numpy(grid).permute(2, 0, 1).unsqueeze(0).float() / 127.5 - 1.0
     save_image(t, path)
+
+
+def existing_results(folder: Path) -> list[str]:
+    """The bench results in ``folder`` as the command lists them: file names, then ``images/ (N images)``."""
+    held = [name for name in RESULT_FILES if (folder / name).is_file()]
+    n = len(list((folder / IMAGES_DIR).glob("*.png")))
+    if n:
+        held.append(f"{IMAGES_DIR}/ ({n} image{'s' if n > 1 else ''})")
+    return held
+
+
+def _remove_stale(folder: Path, wrote_grid: bool, saved: set[str]) -> None:
+    """After an ``--overwrite`` run: remove the earlier results that this run did not write again."""
+    if not wrote_grid:
+        (folder / GRID_NAME).unlink(missing_ok=True)
+    images = folder / IMAGES_DIR
+    for old in images.glob("*.png"):
+        if old.name not in saved:
+            old.unlink()
+    if images.is_dir() and not any(images.iterdir()):
+        images.rmdir()
 
 
 def _fmt(v: float, digits: int) -> str:
@@ -133,37 +192,10 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write(path, fill)
 
 
-def write_outputs(
-    cfg: BenchConfig, rows: list[dict[str, Any]], panels: dict[int, list], n_images: int, multiple: int,
-    codec: bool, wall: float, world: int, device: str,
-) -> None:
-    """Write the csv, the summaries and the grid of a finished run to ``cfg.output``."""
-    write_csv(rows, cfg.output / CSV_NAME)
-    avg = means(rows)
-    if panels:
-        write_grid(panels, cfg.output / "grid.png")
-    # Codecs take no --sigma-y: their quantisation is the noise.
-    noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else ("" if codec else ", noiseless")
-    eta = "sampler default" if cfg.eta is None else f"{cfg.eta:g}"
-    eta_b = "sampler default" if cfg.eta_b is None else f"{cfg.eta_b:g}"
-    averaged = f", mean of {cfg.average} samples" if cfg.average > 1 else ""
+def score_table(avg: dict[str, dict[str, float]]) -> list[str]:
+    """The Markdown table of the methods' mean scores (summary.md's, and what ``ddrm bench`` prints)."""
     has_lpips = all("lpips" in m for m in avg.values())
-    how = preprocess_text(cfg, multiple)
     lines = [
-        f"# ddrm bench: `{cfg.op}`{noise} on `{cfg.data}`",
-        "",
-        f"Command: `{cfg.command}`" if cfg.command else "Command: (Python API, `ddrm_kit.bench.run_bench`)",
-        "",
-        f"- images: {n_images}" + (f" (--limit {cfg.limit})" if cfg.limit else ""),
-        f"- preprocessing: {how}",
-        f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); steps {cfg.steps}, eta {eta}, eta_b {eta_b}"
-        f"{averaged}, seed {cfg.seed}"
-        + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
-        + " (per image: hash of seed and file name)",
-        f"- device: {device}, ranks: {world}, batch size {cfg.batch_size}; wall time {wall:.1f} s",
-        "- PSNR: per image on the [0, 1]-clamped float output, then averaged (DDRM's way); "
-        "PSNR uint8: after 8-bit rounding of both images; SSIM: Wang et al. 2004, per RGB channel",
-        "",
         "| method | PSNR (dB) | PSNR uint8 (dB) | SSIM |" + (" LPIPS |" if has_lpips else "") + " s / image |",
         "|---|---|---|---|" + ("---|" if has_lpips else "") + "---|",
     ]
@@ -173,16 +205,73 @@ def write_outputs(
             f"| {METHOD_LABELS[method]} | {_fmt(m['psnr'], 2)} | {_fmt(m['psnr_uint8'], 2)} | {m['ssim']:.4f} |"
             f"{lp} {m['seconds']:.3f} |"
         )
+    return lines
+
+
+def observation_text(cfg: BenchConfig, spec: OperatorSpec) -> str:
+    """How the observations were stored, in words (``--observation`` and whether it applied)."""
+    if rounds(spec, cfg.observation):
+        return (f"rounded to 8 bits as a file holds it (--observation uint8); sampler sigma_y "
+                f"{sampler_sigma(cfg.sigma_y, True) / 2:.3g} (pixel units, at least the rounding noise "
+                "1/(255 sqrt(12)))")
+    if cfg.observation == "float":
+        return "float, not rounded (--observation float)"
+    what = "a codec's output" if spec.kind == "codec" else "a vector"
+    return f"{what}, never rounded (--observation {cfg.observation} applies to image observations of linear operators)"
+
+
+def write_outputs(
+    cfg: BenchConfig, spec: OperatorSpec, rows: list[dict[str, Any]], panels: dict[int, list], saved: set[str],
+    n_images: int, multiple: int, wall: float, world: int, device: str,
+) -> None:
+    """Write the csv, the summaries and the grid of a finished run to ``cfg.output``.
+
+    ``saved`` names the images this run wrote to ``IMAGES_DIR``; with ``cfg.overwrite`` the earlier
+    run's results that this one did not replace are removed, so the folder describes one run.
+    """
+    write_csv(rows, cfg.output / CSV_NAME)
+    avg = means(rows)
+    if panels:
+        write_grid(panels, cfg.output / GRID_NAME, grid_baseline(avg))
+    rounded = rounds(spec, cfg.observation)
+    # Codecs take no --sigma-y: their quantisation is the noise.
+    noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else (
+        "" if spec.kind == "codec" else ", no added noise")
+    noise += ", 8-bit y" if rounded else ""
+    eta = "sampler default" if cfg.eta is None else f"{cfg.eta:g}"
+    eta_b = "sampler default" if cfg.eta_b is None else f"{cfg.eta_b:g}"
+    averaged = f", mean of {cfg.average} samples" if cfg.average > 1 else ""
+    has_lpips = all("lpips" in m for m in avg.values())
+    how = preprocess_text(cfg, multiple)
+    observed = observation_text(cfg, spec)
+    lines = [
+        f"# ddrm bench: `{cfg.op}`{noise} on `{cfg.data}`",
+        "",
+        f"Command: `{cfg.command}`" if cfg.command else "Command: (Python API, `ddrm_kit.bench.run_bench`)",
+        "",
+        f"- images: {n_images}" + (f" (--limit {cfg.limit})" if cfg.limit else ""),
+        f"- preprocessing: {how}",
+        f"- observation: {observed}",
+        f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); steps {cfg.steps}, eta {eta}, eta_b {eta_b}"
+        f"{averaged}, seed {cfg.seed}"
+        + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
+        + " (per image: hash of seed and file name)",
+        f"- device: {device}, ranks: {world}, batch size {cfg.batch_size}; wall time {wall:.1f} s",
+        "- PSNR: per image on the [0, 1]-clamped float output, then averaged (DDRM's way); "
+        "PSNR uint8: after 8-bit rounding of both images; SSIM: Wang et al. 2004, per RGB channel",
+        "",
+        *score_table(avg),
+    ]
     lines += ["", METRICS_NOTE_OFF if not has_lpips else "LPIPS: AlexNet v0.1 (Zhang et al. 2018), local weights. "
               "FID/KID not computed (set-level; use --save-images and an external tool).", ""]
     if cfg.reference:
         lines += ["## Published numbers", ""] + reference_lines(cfg.op, cfg.sigma_y, avg) + [""]
     if panels:
         lines += [
-            "![grid](grid.png)",
+            f"![grid]({GRID_NAME})",
             "",
-            f"`grid.png`: the first {len(panels)} images; columns: ground truth, observation, "
-            "baseline (bicubic for SR, else H_pinv(y) or the observation), DDRM.",
+            f"`{GRID_NAME}`: the first {len(panels)} images; columns: ground truth, observation, "
+            f"baseline ({GRID_BASELINES[grid_baseline(avg)]}), DDRM.",
             "",
         ]
     write_text(cfg.output / "summary.md", "\n".join(lines))
@@ -190,6 +279,9 @@ def write_outputs(
         "op": cfg.op,
         "data": str(cfg.data),
         "sigma_y": cfg.sigma_y,
+        "observation": cfg.observation,
+        "observation_rounded": rounded,
+        "sampler_sigma_y": sampler_sigma(cfg.sigma_y, rounded) / 2,  # pixel units, like sigma_y
         "n_images": n_images,
         "limit": cfg.limit,
         "preprocessing": how,
@@ -205,3 +297,5 @@ def write_outputs(
         "means": avg,
     }
     write_text(cfg.output / "summary.json", json.dumps(summary, indent=2))
+    if cfg.overwrite:
+        _remove_stale(cfg.output, bool(panels), saved)

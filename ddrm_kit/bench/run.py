@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from . import distributed
 from .config import PRECISIONS, BenchConfig, check
 from .data import batches, list_data, preprocess
-from .report import row_order, write_outputs
+from .observation import as_8bit, rounds, sampler_sigma
+from .report import IMAGES_DIR, grid_baseline, row_order, write_outputs
 from .scores import lpips_model, score_rows
 
 if TYPE_CHECKING:
@@ -98,7 +99,9 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
     spec = check(cfg)
     scale = spec.scale_of(cfg.op)
     settings = Settings(cfg.steps, cfg.eta, cfg.eta_b, cfg.clip_denoised, cfg.average)
-    sigma = 2.0 * cfg.sigma_y  # [0, 1] pixel units -> the [-1, 1] API
+    noise = 2.0 * cfg.sigma_y  # [0, 1] pixel units -> the [-1, 1] API
+    rounded = rounds(spec, cfg.observation)
+    sigma = sampler_sigma(cfg.sigma_y, rounded)  # what the sampler is told: raised to the 8-bit rounding noise
     files = list_data(cfg.data, cfg.limit)
     ranks = distributed.join(cfg.device)
     try:
@@ -116,6 +119,7 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
 
         rows: list[dict[str, Any]] = []
         panels: dict[int, list] = {}
+        saved: set[str] = set()
         bar = None
         if ranks.rank == 0 and cfg.progress:
             from tqdm.auto import tqdm
@@ -129,8 +133,9 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
                 ops[shape] = _operators(cfg.op, shape, device)
             op_cpu, op = ops[shape]
             with torch.no_grad():
-                # Observed on the CPU, as `ddrm solve --clean` does: the same y on every device.
-                y = observe(op_cpu, x, sigma, generators(cfg.seed, names, NOISE)).to(device)
+                # Observed on the CPU, as `ddrm solve --clean` and `ddrm degrade` do: the same y on every device.
+                y = observe(op_cpu, x, noise, generators(cfg.seed, names, NOISE))
+                y = (as_8bit(y) if rounded else y).to(device)
                 x = x.to(device)
                 gens = generators(cfg.seed, names, SAMPLER, device)
                 xr, sec = _timed(lambda: restore(prior, op, y, settings, sigma, gens, progress=False), len(batch),
@@ -141,10 +146,11 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
                         rows.append({"index": i, "name": files[i].name, "method": method, **sc, "seconds": secs})
                 if cfg.save_images:
                     for k, i in enumerate(batch):
-                        save_image(xr[k : k + 1].float().cpu(), cfg.output / "images" / f"{files[i].stem}.png")
+                        saved.add(save_image(xr[k : k + 1].float().cpu(),
+                                             cfg.output / IMAGES_DIR / f"{files[i].stem}.png").name)
                 if batch[0] < cfg.grid:
                     obs = _observation_picture(op, spec, y, shape)
-                    base = methods.get("bicubic", methods.get("h_pinv", methods.get("observation")))[0]
+                    base = methods[grid_baseline(methods)][0]
                     for k, i in enumerate(batch):
                         if i < cfg.grid:
                             panels[i] = [to_uint8(t[k : k + 1].float().cpu()) for t in (x, obs, base, xr)]
@@ -154,13 +160,14 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
         if bar is not None:
             bar.close()
 
-        gathered = distributed.gather((rows, panels), ranks)
+        gathered = distributed.gather((rows, panels, saved), ranks)
         if ranks.rank != 0:
             return None
-        all_rows = sorted((r for part, _ in gathered for r in part), key=row_order)
-        all_panels = {i: p for _, part in gathered for i, p in part.items()}
-        write_outputs(cfg, all_rows, all_panels, len(files), scale, spec.kind == "codec",
-                      time.perf_counter() - wall0, ranks.world, device.type)
+        all_rows = sorted((r for part, _, _ in gathered for r in part), key=row_order)
+        all_panels = {i: p for _, part, _ in gathered for i, p in part.items()}
+        all_saved = set().union(*(part for _, _, part in gathered))
+        write_outputs(cfg, spec, all_rows, all_panels, all_saved, len(files), scale, time.perf_counter() - wall0,
+                      ranks.world, device.type)
         return all_rows
     finally:
         distributed.leave(ranks)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ddrm_kit.bench.config import PRECISIONS, BenchConfig
+from ddrm_kit.bench.observation import OBSERVATIONS
 
 from .errors import Command
 from .options import (batch_size_option, device_option, model_option, op_option, output_option, precision_option,
@@ -42,6 +43,12 @@ def _command_line() -> str:
               help="Centre crop CROPxCROP at native resolution (e.g. 500 for Kodak24's FFDNet crops).")
 @sampler_options
 @sigma_y_option
+@click.option("--observation", type=click.Choice(OBSERVATIONS), default="uint8", show_default=True,
+              help="How the simulated observation is stored. uint8: an image observation of a linear operator is "
+                   "rounded to 8 bits, as `ddrm degrade` writes it, and the sampler's sigma_y is raised to that "
+                   "rounding noise, 1/(255*sqrt(12)) = 0.00113, as `ddrm solve` does for 8-bit files (the result "
+                   "equals degrade + solve). float: exact, as `ddrm solve --clean`. Codecs and vector observations "
+                   "are never rounded.")
 @seed_option
 @batch_size_option(1, "Images per DDRM call (same-size images).")
 @click.option("--grid", type=int, default=4, show_default=True, help="Images shown in grid.png (0: no grid).")
@@ -52,16 +59,21 @@ def _command_line() -> str:
 @click.option("--metric-weights", type=click.Path(path_type=Path), default=None,
               help="Folder with local LPIPS weights (needs the optional `lpips` package); nothing is downloaded.")
 @click.option("--save-images", is_flag=True, help="Also write every DDRM output to OUT/images/.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the bench results already in OUT (per_image.csv, summary.md, summary.json, grid.png, "
+                   "images/); without it such a folder is refused.")
 @progress_option
 def bench_command(op_name: str, dtype: str | None, **opts: Any) -> None:
     """Score DDRM and baselines on a folder of clean images (per_image.csv, summary.md, grid.png).
+
+    Prints the score table of summary.md and every file written.
 
     Scale out over GPUs or CPU processes with `torchrun --nproc-per-node N -m ddrm_kit.bench ...`
     (same options; a bare --device cuda is cuda:LOCAL_RANK there): images are sharded over ranks
     and the results equal a single-process run.
     """
-    from ddrm_kit.bench import CSV_NAME, reference_lines, run_bench
-    from ddrm_kit.bench.report import means
+    from ddrm_kit.bench import reference_lines, run_bench
+    from ddrm_kit.bench.report import existing_results, means, score_table
 
     if dtype is not None:
         opts["precision"] = {v: k for k, v in PRECISIONS.items()}[dtype]
@@ -69,6 +81,10 @@ def bench_command(op_name: str, dtype: str | None, **opts: Any) -> None:
     rows = run_bench(cfg)
     if rows is None:  # not rank 0
         return
+    avg = means(rows)
+    click.echo("\n".join(score_table(avg)))
     if cfg.reference:
-        click.echo("\n".join(reference_lines(cfg.op, cfg.sigma_y, means(rows))))
-    click.echo(f"wrote {cfg.output / CSV_NAME}, {cfg.output / 'summary.md'}")
+        click.echo("\n" + "\n".join(reference_lines(cfg.op, cfg.sigma_y, avg)))
+    # The folder holds exactly this run's results (an --overwrite run removes the rest).
+    for entry in existing_results(cfg.output):
+        click.echo(f"wrote {cfg.output / entry}")
