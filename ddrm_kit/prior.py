@@ -2,7 +2,8 @@
 
 ``x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε``; a prior returns its estimate of ``ε`` in float32.
 :class:`Prior` wraps any callable (analytic priors in tests); :func:`load_prior` builds one
-from a ``diffusers`` ``UNet2DModel`` checkpoint (hub id, local folder, or the built-in prior).
+from a ``diffusers`` ``UNet2DModel`` (hub id, local folder, the built-in prior) or from one of the
+papers' checkpoint files (:mod:`ddrm_kit.checkpoints`); :mod:`ddrm_kit.prior_load` reads the sources.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
-from .prior_settings import SETTINGS_JSON, check_settings, read_settings
+from .errors import DDRMError, ModelNotFoundError, UnsupportedModelError
+from .prior_settings import check_settings
 
 __all__ = ["Prior", "load_prior", "BUILTIN_DIR"]
 
@@ -28,7 +29,6 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 # A diffusers repo id: "owner/name" (letters, digits, '-', '_', '.').
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WEIGHT_GLOBS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin")
-_LATENT_COMPONENTS = ("vqvae", "vae", "text_encoder", "tokenizer", "image_encoder")
 # diffusers' fast loading needs accelerate; without it, asking for it only prints a warning.
 _HAS_ACCELERATE = importlib.util.find_spec("accelerate") is not None
 
@@ -167,74 +167,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UnsupportedModelError(f"cannot read {path}: {err}; re-save the model with save_pretrained") from err
 
 
-def _inspect(folder: Path, label: str) -> tuple[str | None, str | None, dict[str, Any], dict[str, Any]]:
-    """Find the UNet and scheduler of a save_pretrained folder and check they are a pixel-space DDPM.
-
-    Returns ``(unet_subfolder, scheduler_subfolder, unet_config, scheduler_config)``; subfolders are
-    None for the root.
-    """
-    index = folder / "model_index.json"
-    if index.is_file():
-        components = _read_json(index)
-        pipe = str(components.get("_class_name", ""))
-        latent = [c for c in _LATENT_COMPONENTS if c in components]
-        if latent or "Latent" in pipe or "StableDiffusion" in pipe:
-            raise UnsupportedModelError(
-                f"{label} is a latent-diffusion pipeline ({pipe or latent[0]}); ddrm needs a pixel-space "
-                "UNet2DModel prior such as google/ddpm-celebahq-256 or the built-in prior")
-        if "Consistency" in pipe:
-            raise UnsupportedModelError(
-                f"{label} is a consistency model ({pipe}); ddrm needs a DDPM-style UNet2DModel prior "
-                "such as google/ddpm-celebahq-256 or the built-in prior")
-    if (folder / "unet" / "config.json").is_file():
-        unet_sub: str | None = "unet"
-    elif (folder / "config.json").is_file():
-        unet_sub = None
-    else:
-        raise ModelNotFoundError(
-            f"no UNet config.json in {label} (looked at the root and unet/): pass a folder written by "
-            "UNet2DModel.save_pretrained or a pipeline's save_pretrained")
-    if (folder / "scheduler" / "scheduler_config.json").is_file():
-        sched_sub: str | None = "scheduler"
-    elif (folder / "scheduler_config.json").is_file():
-        sched_sub = None
-    else:
-        raise UnsupportedModelError(
-            f"no scheduler_config.json in {label} (root or scheduler/): save the model's DDPMScheduler "
-            "next to the UNet with scheduler.save_pretrained(folder)")
-    unet_cfg = _read_json(folder / (unet_sub or ".") / "config.json")
-    sched_cfg = _read_json(folder / (sched_sub or ".") / "scheduler_config.json")
-    _check_unet_config(unet_cfg, label)
-    _check_scheduler_config(sched_cfg, label)
-    return unet_sub, sched_sub, unet_cfg, sched_cfg
-
-
-def _check_unet_config(cfg: dict[str, Any], label: str) -> None:
-    cls = str(cfg.get("_class_name", "UNet2DModel"))
-    if cls != "UNet2DModel":
-        kind = "a text/latent-conditional UNet" if "Condition" in cls else f"a {cls}"
-        raise UnsupportedModelError(
-            f"{label} holds {kind}; ddrm needs an unconditional pixel-space UNet2DModel "
-            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
-    if cfg.get("class_embed_type") is not None or cfg.get("num_class_embeds") is not None:
-        raise UnsupportedModelError(
-            f"{label} is a class-conditional UNet2DModel; ddrm needs an unconditional one "
-            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
-    if cfg.get("time_embedding_type", "positional") == "fourier":
-        raise UnsupportedModelError(
-            f"{label} is a score-SDE (variance-exploding) UNet; ddrm needs a DDPM-style UNet2DModel "
-            "(e.g. google/ddpm-celebahq-256 or the built-in prior)")
-    cin, cout = int(cfg.get("in_channels", 3)), int(cfg.get("out_channels", 3))
-    if cin not in (1, 3):
-        raise UnsupportedModelError(
-            f"{label} takes {cin}-channel inputs (a latent-space UNet?); ddrm needs a pixel-space "
-            "UNet2DModel on 1- or 3-channel images")
-    if cout not in (cin, 2 * cin):
-        raise UnsupportedModelError(
-            f"{label} outputs {cout} channels for {cin} input channels; expected {cin} (ε) or {2 * cin} "
-            "(ε and learned variance)")
-
-
 def _check_scheduler_config(cfg: dict[str, Any], label: str) -> None:
     cls = str(cfg.get("_class_name", ""))
     if cls.startswith("CM") or "Consistency" in cls:
@@ -273,86 +205,19 @@ def _has_weights(folder: Path) -> bool:
     return any(any(folder.glob(g)) for g in _WEIGHT_GLOBS)
 
 
-def _build(unet: torch.nn.Module, schedule: tuple[torch.Tensor, str], settings: dict[str, Any], label: str,
-           device: torch.device, dtype: torch.dtype, channels_last: bool, compile: bool) -> Prior:
-    ac, pred = schedule
-    unet = unet.to(device).eval().requires_grad_(False)  # dtype was set by from_pretrained
-    if channels_last:
-        # NHWC convolutions (oneDNN on CPU, cuDNN tensor cores on CUDA); same results up to float rounding.
-        unet = unet.to(memory_format=torch.channels_last)
-    if compile:
-        unet.compile()
-    eps = _UNetEps(unet, ac, pred, channels_last).to(device)
-    return Prior(eps, ac, device=device, dtype=dtype, channels=eps.channels, name=label, settings=settings)
-
-
-def _load_folder(folder: Path, label: str, device: torch.device, dtype: torch.dtype, **build: bool) -> Prior:
-    from diffusers import UNet2DModel
-
-    unet_sub, _, _, sched_cfg = _inspect(folder, label)
-    # the schedule and the settings file are checked before the weights are read
-    schedule = _alphas_cumprod(sched_cfg, label)
-    settings = read_settings(folder, len(schedule[0]))
-    unet_dir = folder / unet_sub if unet_sub else folder
-    if not _has_weights(unet_dir):
-        raise ModelNotFoundError(
-            f"no UNet weights (diffusion_pytorch_model.safetensors) in {unet_dir}: "
-            "save the model with save_pretrained")
-    try:
-        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype, low_cpu_mem_usage=_HAS_ACCELERATE)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UnsupportedModelError(f"cannot load the UNet in {unet_dir}: {err}".replace("\n", " ")) from err
-    return _build(unet, schedule, settings, label, device, dtype, **build)
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return bool(constants.HF_HUB_OFFLINE) or env in ("1", "ON", "YES", "TRUE")
-
-
-def _load_hub(repo_id: str, device: torch.device, dtype: torch.dtype, **build: bool) -> Prior:
-    from diffusers import UNet2DModel
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    offline = _hub_offline()
-    unreachable = (
-        f"'{repo_id}' is not a local folder and cannot be fetched from the Hugging Face Hub "
-        f"({'HF_HUB_OFFLINE is set' if offline else 'offline or unreachable'}) nor found in its cache: "
-        "download it once online (HF_HUB_OFFLINE=1 then reads the cache), pass a local save_pretrained "
-        "folder, or use the built-in prior (--model builtin)")
-    try:
-        # Configs first: a latent or conditional repo is refused before any weights are downloaded.
-        cfg_dir = snapshot_download(
-            repo_id,
-            allow_patterns=["model_index.json", "config.json", "scheduler_config.json",
-                            "unet/config.json", "scheduler/scheduler_config.json", SETTINGS_JSON],
-            local_files_only=offline)
-    except (RepositoryNotFoundError, GatedRepoError) as err:
-        raise ModelNotFoundError(
-            f"no accessible model '{repo_id}' on the Hugging Face Hub (nor a local folder of that name): "
-            "check the id (e.g. google/ddpm-celebahq-256), pass a local folder, or use --model builtin") from err
-    except Exception as err:  # noqa: BLE001 - network stacks raise many types; all mean "unreachable"
-        raise HubUnavailableError(unreachable) from err
-    unet_sub, _, _, sched_cfg = _inspect(Path(cfg_dir), f"hub model '{repo_id}'")
-    schedule = _alphas_cumprod(sched_cfg, repo_id)
-    settings = read_settings(Path(cfg_dir), len(schedule[0]))
-    try:
-        unet = UNet2DModel.from_pretrained(repo_id, subfolder=unet_sub, torch_dtype=dtype,
-                                           local_files_only=offline, low_cpu_mem_usage=_HAS_ACCELERATE)
-    except Exception as err:  # noqa: BLE001 - as above
-        raise HubUnavailableError(unreachable) from err
-    return _build(unet, schedule, settings, repo_id, device, dtype, **build)
-
-
 def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None, *, channels_last: bool = True, compile: bool = False) -> Prior:
-    """Load a diffusers UNet2DModel prior: ``None``/"builtin", a local save_pretrained folder, or a hub id.
+               dtype: torch.dtype | None = None, *, config: str | os.PathLike | None = None,
+               class_label: int | None = None, channels_last: bool = True, compile: bool = False) -> Prior:
+    """Load a prior: ``None``/"builtin", a local save_pretrained folder, a hub id, or a papers' checkpoint file.
 
-    Betas come from the scheduler config (``DDPMScheduler``); ``prediction_type`` epsilon,
-    v_prediction and sample are converted to ε; learned-variance outputs keep their first channels.
+    A checkpoint file (``.pt .pth .ckpt .bin .safetensors``: guided-diffusion or DDPM state dicts)
+    is converted in memory, with ``config`` (a built-in config name or a DDRM YAML file; default:
+    from the file name, else from the weights) and its noise schedule; nothing is written or cached.
+    A class-conditional network (such a file, or a folder that ``ddrm convert`` wrote without a
+    class) needs ``class_label``, the class every image is restored as.
+    Otherwise betas come from the scheduler config (``DDPMScheduler``); ``prediction_type``
+    epsilon, v_prediction and sample are converted to ε; learned-variance outputs keep their first
+    channels. Every source is loaded strictly: weights that the network does not use, or lacks, are refused.
     The folder's ``ddrm_settings.json``, if any, becomes :attr:`Prior.settings` (the sampler's
     settings per task family; :mod:`ddrm_kit.prior_settings`).
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` float32 unless asked
@@ -360,23 +225,37 @@ def load_prior(name_or_path: str | os.PathLike | None = None, device: torch.devi
     results up to float rounding: benchmarks/bench_unet_cpu.py); ``compile`` applies
     ``torch.compile`` (a slow first call; pays off only for long runs).
     """
+    # The sources import Prior from this module.
+    from . import prior_load
+    from .checkpoints.weights import SUFFIXES
+
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype, dev)
     build = {"channels_last": bool(channels_last), "compile": bool(compile)}
     if name_or_path is None or str(name_or_path) == "builtin":
+        if config is not None:
+            prior_load.refuse_model_config("the built-in prior")
         if not _has_weights(BUILTIN_DIR) and not _has_weights(BUILTIN_DIR / "unet"):
             raise ModelNotFoundError(
                 f"the built-in prior is not installed (no weights in {BUILTIN_DIR}): pass a hub id "
                 "(e.g. google/ddpm-celebahq-256) or a local save_pretrained folder instead")
-        return _load_folder(BUILTIN_DIR, "the built-in prior", dev, dt, **build)
+        return prior_load.load_folder(BUILTIN_DIR, "the built-in prior", class_label, dev, dt, **build)
     path = Path(name_or_path).expanduser()
+    if path.suffix.lower() in SUFFIXES and not path.is_dir():
+        if not path.is_file():
+            raise ModelNotFoundError(f"no such checkpoint file: {path}")
+        return prior_load.load_file(path, None if config is None else str(config), class_label, dev, dt, **build)
+    if config is not None:
+        prior_load.refuse_model_config(str(name_or_path))
     if path.is_dir():
-        return _load_folder(path, str(path), dev, dt, **build)
+        return prior_load.load_folder(path, str(path), class_label, dev, dt, **build)
     if path.exists():
-        raise ModelNotFoundError(f"{path} is a file; pass the folder written by save_pretrained")
+        raise ModelNotFoundError(
+            f"{path} is a file but not a checkpoint ({' '.join(SUFFIXES)}): pass a checkpoint file or the "
+            "folder written by save_pretrained")
     name = str(name_or_path)
     if _HUB_ID.match(name) and not name.startswith((".", "~")):
-        return _load_hub(name, dev, dt, **build)
+        return prior_load.load_hub(name, class_label, dev, dt, **build)
     raise ModelNotFoundError(
         f"no such model folder: {name} (and not a hub id like google/ddpm-celebahq-256); "
         "check the path, or omit --model for the built-in prior")

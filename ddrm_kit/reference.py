@@ -1,12 +1,16 @@
 """Published DDRM numbers that `ddrm bench --reference` prints next to a run.
 
-Only values checked against the paper's tables are listed; rows we could not verify are left
-out rather than guessed. The DDRM-JPEG paper (Kawar, Song, Ermon & Elad 2022, arXiv 2209.11888)
-is not listed for that reason.
+Listed: the unconditional DDRM cells of the DDRM paper's ImageNet tables (Table 1 noiseless,
+Table 2 noisy), whose prior and data README's "Reproducing the papers" loads and lists. Left out:
+the DDRM-CC rows (a class-conditional prior with classifier guidance and each image's true class,
+which ddrm-kit does not do), the baselines' rows, and every other table, DDRM-JPEG's
+(Kawar, Song, Ermon & Elad 2022, arXiv 2209.11888) included, because their values could not be
+checked against the papers' text; rows we could not verify are left out rather than guessed.
 
-Noise levels: DDRM adds ``sigma_y`` to measurements of images in [-1, 1] (its code does
-``y = H(x) + sigma_0 * randn`` after mapping data to [-1, 1]), so the paper's ``sigma_y = 0.05``
-is ``--sigma-y 0.025`` in this tool's [0, 1] pixel units.
+Noise levels: the official DDRM code doubles its ``--sigma_0`` before adding it to images mapped
+to [-1, 1] ("to account for scaling to [-1,1]", runners/diffusion.py), so its runs with
+``--sigma_0 0.05``, the paper's sigma_y = 0.05, add noise of std 0.05 in [0, 1] pixel units:
+``--sigma-y 0.05`` here, which ddrm-kit doubles the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ __all__ = ["Published", "PUBLISHED", "published_for"]
 
 DDRM_PAPER = "Kawar, Elad, Ermon & Song, Denoising Diffusion Restoration Models, NeurIPS 2022 (arXiv 2201.11793)"
 DDRM_SETUP = (
-    "ImageNet 1K validation (1000 images, one per class) at 256x256, unconditional guided-diffusion "
-    "ImageNet 256 prior (Dhariwal & Nichol 2021), 20 steps, eta 0.85, eta_b 1"
+    "ImageNet 1K: the 1000 ILSVRC2012 validation images of DGP's imagenet_val_1k.txt (one per class) at 256x256; "
+    "prior: guided-diffusion's unconditional 256x256_diffusion_uncond.pt (--model-config imagenet_256); "
+    "20 steps, eta 0.85, eta_b 1"
 )
 
 
@@ -39,9 +44,9 @@ PUBLISHED: tuple[Published, ...] = (
     # Table 1 (noiseless): 4x super-resolution by block averaging, 9x9 uniform deblurring.
     Published("sr4", 0.0, "DDRM", 26.55, 7.22, f"{DDRM_PAPER}, Table 1", DDRM_SETUP),
     Published("deblur_uni", 0.0, "DDRM", 35.64, 0.71, f"{DDRM_PAPER}, Table 1", DDRM_SETUP),
-    # Table 2 (sigma_y = 0.05 on [-1, 1] images).
-    Published("sr4", 0.025, "DDRM", 25.21, 12.43, f"{DDRM_PAPER}, Table 2", DDRM_SETUP),
-    Published("deblur_uni", 0.025, "DDRM", 25.45, None, f"{DDRM_PAPER}, Table 2", DDRM_SETUP),
+    # Table 2 (sigma_y = 0.05: the official code's --sigma_0 0.05).
+    Published("sr4", 0.05, "DDRM", 25.21, 12.43, f"{DDRM_PAPER}, Table 2", DDRM_SETUP),
+    Published("deblur_uni", 0.05, "DDRM", 25.45, None, f"{DDRM_PAPER}, Table 2", DDRM_SETUP),
 )
 
 

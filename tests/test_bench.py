@@ -214,7 +214,7 @@ def test_deno_with_an_oracle_prior_recovers_the_image_and_scores_the_observation
 
 
 def test_reference_lists_only_verified_numbers_and_marks_the_noise_level():
-    lines = "\n".join(reference_lines("sr4", 0.025, {"ddrm": {"psnr": 24.0}}))
+    lines = "\n".join(reference_lines("sr4", 0.05, {"ddrm": {"psnr": 24.0}}))
     assert "25.21" in lines and "26.55" in lines and "24.00 (yes)" in lines and "24.00 (no)" in lines
     assert "No verified published numbers" in reference_lines("inp_lorem", 0.0, {})[0]
 

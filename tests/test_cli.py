@@ -538,3 +538,71 @@ def test_degrade_refuses_to_overwrite_its_input(tmp_path):
     before = gt.read_bytes()
     _fails(_run("degrade", "--op", "sr2", gt, "-o", gt), "input file")
     assert gt.read_bytes() == before
+
+
+# ---- the papers' checkpoint files: --model FILE [--model-config C] [--class-label N], ddrm convert ------
+
+def _checkpoint(tmp_path, key="attn_16_8", name="net.ckpt"):
+    """A tiny original-layout network of tests/test_checkpoints.py saved as ``name``, and its YAML config."""
+    import torch
+    import yaml
+    from original_unets import adm_shapes, ddpm_shapes, random_state
+    from test_checkpoints import ADMS, DDPMS, adm_yaml, ddpm_yaml
+
+    cfg = ADMS.get(key) or DDPMS[key]
+    adm = key in ADMS
+    torch.save(random_state(adm_shapes(cfg) if adm else ddpm_shapes(cfg), seed=1), tmp_path / name)
+    (tmp_path / "net.yml").write_text(yaml.safe_dump(adm_yaml(cfg) if adm else ddpm_yaml(cfg)))
+    return tmp_path / name, tmp_path / "net.yml"
+
+
+def test_model_config_names_are_the_presets():
+    from ddrm_kit.checkpoints import PRESETS
+    from ddrm_kit.cli.options import MODEL_CONFIGS
+
+    assert MODEL_CONFIGS == tuple(PRESETS)
+    assert "convert" in _ok(_run("--help")).output
+    for cmd in ("solve", "sample"):
+        text = _ok(_run(cmd, "--help")).output
+        assert "--model-config" in text and "--class-label" in text and "checkpoint" in text
+
+
+def test_solve_with_a_checkpoint_file_equals_its_converted_folder(tmp_path):
+    ckpt, yml = _checkpoint(tmp_path)
+    lr = _png(tmp_path / "lr.png", 16, 16)
+    common = ("solve", "--op", "sr2", "--steps", 2, "--no-progress", lr)
+    r = _ok(_run(*common, "--model", ckpt, "--model-config", yml, "-o", tmp_path / "file.png"))
+    assert r.stderr.count("ddrm convert") == 1 and _size(tmp_path / "file.png") == ((32, 32), "RGB")
+    r = _ok(_run("convert", ckpt, "--model-config", yml, "-o", tmp_path / "conv"))
+    assert r.stdout == f"wrote {tmp_path / 'conv'} (use it with --model {tmp_path / 'conv'})\n"
+    r = _ok(_run(*common, "--model", tmp_path / "conv", "-o", tmp_path / "folder.png"))
+    assert "ddrm convert" not in r.stderr
+    assert np.array_equal(_pixels(tmp_path / "file.png"), _pixels(tmp_path / "folder.png"))
+
+
+def test_checkpoint_option_errors_are_one_line_and_write_nothing(tmp_path, tiny_model):
+    ckpt, yml = _checkpoint(tmp_path)
+    lr = _png(tmp_path / "lr.png", 16, 16)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def solve(*args):
+        result = _run("solve", "--op", "sr2", "--steps", 2, "--no-progress", lr, "-o", out / "o.png", *args)
+        assert not any(out.iterdir())
+        return result
+
+    _fails(solve("--model", ckpt, "--model-config", "imagenet_265"), "unknown --model-config 'imagenet_265'")
+    # The weights are not those of the config: refused as it loads, naming --model-config.
+    _fails(solve("--model", ckpt, "--model-config", "celeba_hq"), "--model-config", "does not fit")
+    _fails(solve("--model", tiny_model, "--class-label", 3), "unconditional: drop --class-label")
+    _fails(solve("--model", tiny_model, "--model-config", "celeba_hq"), "drop --model-config")
+    _fails(solve("--model", tmp_path / "missing.pt"), "no such checkpoint file")
+
+
+def test_sample_a_class_conditional_checkpoint(tmp_path):
+    ckpt, yml = _checkpoint(tmp_path, "legacy_headch_cc_sigma_updown_ss", "cc.pt")
+    common = ("sample", "--model", ckpt, "--model-config", yml, "-n", 1, "--steps", 2, "--no-progress")
+    _fails(_run(*common, "-o", tmp_path / "none"), "class-conditional (1000 classes)", "--class-label")
+    assert not (tmp_path / "none").exists()
+    _ok(_run(*common, "--class-label", 3, "-o", tmp_path / "three"))
+    assert _size(tmp_path / "three" / "sample_000.png") == ((32, 32), "RGB")

@@ -189,8 +189,8 @@ def _write_json(path, data) -> None:
         ({"model_index.json": {"_class_name": "ConsistencyModelPipeline"}}, "consistency"),
         ({"config.json": {"_class_name": "UNet2DConditionModel", "in_channels": 4},
           "scheduler_config.json": {"beta_schedule": "linear"}}, "conditional"),
-        ({"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10},
-          "scheduler_config.json": {"beta_schedule": "linear"}}, "class-conditional"),
+        ({"config.json": {"_class_name": "UNet2DModel", "class_embed_type": "timestep"},
+          "scheduler_config.json": {"beta_schedule": "linear"}}, "'timestep' class embedding"),
         ({"config.json": {"_class_name": "UNet2DModel"},
           "scheduler_config.json": {"_class_name": "CMStochasticIterativeScheduler", "sigma_min": 0.002}},
          "consistency"),
@@ -360,3 +360,166 @@ def test_v_prediction_converts_to_epsilon_by_the_exact_identity():
     eps = (xt.double() - a.sqrt() * x0) / (1 - a).sqrt()
     prior_eps = prior_mod._UNetEps(_VOracle(x0, ac), ac, "v_prediction")(xt, t)
     torch.testing.assert_close(prior_eps.double(), eps, rtol=0, atol=2e-6)
+
+
+# ---- the papers' checkpoint files, class-conditional folders, strict loading, Palette folders ------
+
+def _ckpt(tmp_path, key: str, name: str = "net.pt"):
+    """A tiny original-layout network of tests/test_checkpoints.py saved as ``name``, and its YAML config."""
+    from original_unets import adm_shapes, ddpm_shapes, random_state
+    from test_checkpoints import ADMS, DDPMS, adm_yaml, ddpm_yaml
+
+    cfg = ADMS.get(key) or DDPMS[key]
+    adm = key in ADMS
+    state = random_state(adm_shapes(cfg) if adm else ddpm_shapes(cfg), seed=len(key))
+    path = tmp_path / name
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    yml = tmp_path / f"{path.stem}.yml"
+    import yaml
+
+    yml.write_text(yaml.safe_dump(adm_yaml(cfg) if adm else ddpm_yaml(cfg)))
+    return path, yml
+
+
+def _tree(*roots: Path) -> list[str]:
+    return sorted(str(p) for root in roots if root.exists() for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(("key", "name"), [("attn_16_8", "ddpm.pt"),
+                                           ("legacy_headch_cc_sigma_updown_ss", "adm.safetensors")])
+def test_checkpoint_file_is_the_converted_network_and_caches_nothing(tmp_path, monkeypatch, capsys, key, name):
+    from ddrm_kit.checkpoints import load_checkpoint
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    ckpt, yml = _ckpt(folder, key, name)
+    caches = {k: tmp_path / k for k in ("HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "TORCH_HOME")}
+    for k, v in caches.items():
+        monkeypatch.setenv(k, str(v))
+    before = _tree(folder)
+    label = 7 if "cc" in key else None
+    prior = load_prior(ckpt, device="cpu", config=yml, class_label=label)
+    again = load_prior(ckpt, device="cpu", config=yml, class_label=label)
+    assert _tree(folder) == before and _tree(*caches.values()) == []  # nothing written, nothing cached
+    err = capsys.readouterr().err
+    assert err.count("ddrm convert") == 1 and f"ddrm convert {ckpt} --model-config {yml} -o DIR" in err
+    unet, _, info = load_checkpoint(ckpt, yml, class_label=label)
+    assert torch.equal(prior.alphas_cumprod, info.alphas_cumprod) and prior.num_train_timesteps == 1000
+    assert prior.channels == 3 and prior.name == str(ckpt)
+    x, t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([3, 900])
+    with torch.no_grad():
+        expected = unet(x, t).sample[:, :3]  # learned sigma: the ε half
+        torch.testing.assert_close(prior(x, t), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(again(x, t), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_file_dtype_and_fp16_needs_cuda(tmp_path):
+    ckpt, yml = _ckpt(tmp_path, "attn_16_8")
+    bf16 = load_prior(ckpt, device="cpu", dtype=torch.bfloat16, config=yml)
+    assert bf16.dtype == torch.bfloat16 and bf16.eps.unet.dtype == torch.bfloat16
+    assert bf16(torch.randn(1, 3, 32, 32), torch.tensor([5])).dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(DDRMError, match="CUDA"):
+            load_prior(ckpt, dtype=torch.float16, config=yml)
+
+
+def _one_line(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def test_class_labels_for_files_and_converted_folders(tmp_path, tiny_unet_dir, monkeypatch):
+    from ddrm_kit.checkpoints import write_folder
+    from ddrm_kit.errors import ClassLabelError
+
+    ckpt, yml = _ckpt(tmp_path, "legacy_headch_cc_sigma_updown_ss")
+    with pytest.raises(ClassLabelError) as err:
+        load_prior(ckpt, device="cpu", config=yml)
+    assert "--class-label N (0 to 999)" in _one_line(err)
+    conditional = write_folder(ckpt, tmp_path / "cc", yml)  # ddrm convert without --class-label
+    with pytest.raises(ClassLabelError) as err:
+        load_prior(conditional, device="cpu")
+    assert "class-conditional (1000 classes)" in _one_line(err) and "--class-label" in str(err.value)
+    with pytest.raises(ClassLabelError, match="from 0 to 999"):
+        load_prior(conditional, device="cpu", class_label=1000)
+    from_folder = load_prior(conditional, device="cpu", class_label=7)
+    from_file = load_prior(ckpt, device="cpu", config=yml, class_label=7)
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([400])
+    with torch.no_grad():
+        torch.testing.assert_close(from_folder(x, t), from_file(x, t), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(from_file(x, t), load_prior(ckpt, device="cpu", config=yml, class_label=8)(x, t))
+    monkeypatch.setattr(prior_mod, "BUILTIN_DIR", tiny_unet_dir)
+    for source in (tiny_unet_dir, None):  # a plain folder, the built-in prior: unconditional
+        with pytest.raises(ClassLabelError) as err:
+            load_prior(source, device="cpu", class_label=3)
+        assert "is unconditional: drop --class-label" in _one_line(err)
+
+
+def test_model_config_is_for_checkpoint_files_only(tmp_path, tiny_unet_dir, monkeypatch):
+    from ddrm_kit.errors import CheckpointConfigError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for source in (tiny_unet_dir, "builtin", "ddrm-kit-tests/no-such-model"):
+        with pytest.raises(CheckpointConfigError) as err:
+            load_prior(source, device="cpu", config="celeba_hq")
+        assert "drop --model-config" in _one_line(err)
+    with pytest.raises(ModelNotFoundError, match="no such checkpoint file"):
+        load_prior(tmp_path / "missing.ckpt", device="cpu", config="celeba_hq")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ModelNotFoundError, match="not a checkpoint"):
+        load_prior(tmp_path / "notes.txt", device="cpu")
+
+
+def _scale_shift_unet() -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16), norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        resnet_time_scale_shift="scale_shift", attn_norm_num_groups=4)
+
+
+def test_folders_load_strictly(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from ddrm_kit.errors import CheckpointWeightsError
+
+    save(tmp_path / "ok", _scale_shift_unet(), DDPMScheduler(num_train_timesteps=20), "root")
+    assert load_prior(tmp_path / "ok", device="cpu").num_train_timesteps == 20
+    # Without attn_norm_num_groups, UNet2DModel builds its mid-block attention without the GroupNorm
+    # and diffusers only warns that the saved one goes unused.
+    save(tmp_path / "no_groups", _scale_shift_unet(), DDPMScheduler(num_train_timesteps=20), "root")
+    config = json.loads((tmp_path / "no_groups" / "config.json").read_text())
+    del config["attn_norm_num_groups"]
+    (tmp_path / "no_groups" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointWeightsError) as err:
+        load_prior(tmp_path / "no_groups", device="cpu")
+    assert "unused mid_block.attentions.0.group_norm.bias" in _one_line(err)
+    save(tmp_path / "lacks", tiny_unet(), DDPMScheduler(num_train_timesteps=20), "pipeline")
+    weights = tmp_path / "lacks" / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    del state["conv_in.bias"]
+    save_file(state, weights)
+    with pytest.raises(CheckpointWeightsError) as err:
+        load_prior(tmp_path / "lacks", device="cpu")
+    assert "missing conv_in.bias" in _one_line(err)
+
+
+def test_a_palette_model_folder_is_refused_with_its_loader(tmp_path):
+    from ddrm_kit.palette_model import PaletteTask, write_palette_task
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20), "root")
+    write_palette_task(tmp_path, PaletteTask("uncrop"))
+    with pytest.raises(UnsupportedModelError) as err:
+        load_prior(tmp_path, device="cpu")
+    msg = _one_line(err)
+    assert "is a Palette model (trained for uncrop)" in msg and "load_palette_prior" in msg
+    assert f"ddrm solve --model {tmp_path}" in msg and "latent" not in msg

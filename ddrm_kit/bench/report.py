@@ -174,7 +174,7 @@ def reference_lines(op: str, sigma_y: float, ours: dict[str, dict[str, float]]) 
     lines.append("")
     lines.append(
         "The published rows use other data and a much larger prior; compare trends, not digits. "
-        "DDRM's sigma_y = 0.05 is on [-1, 1] images, i.e. --sigma-y 0.025 here."
+        "DDRM's sigma_y = 0.05 is in [0, 1] pixel units (its code doubles it for [-1, 1] images), as --sigma-y 0.05 here."
     )
     return lines
 

@@ -23,13 +23,15 @@ def main() -> None:
 
 def _add_commands() -> None:
     from .bench import bench_command
+    from .convert import convert_command
     from .degrade import degrade_command
     from .ops import ops_command
     from .sample import sample_command
     from .solve import solve_command
     from .train import train_command
 
-    for command in (solve_command, degrade_command, ops_command, sample_command, bench_command, train_command):
+    for command in (solve_command, degrade_command, ops_command, sample_command, bench_command, train_command,
+                    convert_command):
         main.add_command(command)
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import click
 
 from .errors import Command
-from .options import at_least, output_option
+from .options import class_label_option, model_config_option, output_option
 
 
 @click.command("convert", cls=Command)
 @click.argument("checkpoint", metavar="CKPT")
-@click.option("--model-config", default=None, metavar="C",
-              help="The network's config: imagenet_256, imagenet_256_cc, imagenet_512_cc, celeba_hq, bedroom, cat, "
-                   "church, or a DDRM YAML file (default: from the file name, else from the weights).")
-@click.option("--class-label", type=int, default=None, callback=at_least(0), metavar="N",
-              help="Write a class-conditional network as an unconditional one for class N "
-                   "(default: keep it class-conditional).")
+@model_config_option("CKPT")
+@class_label_option("Write a class-conditional network as an unconditional one for class N "
+                    "(default: keep it class-conditional; --class-label is then given when it is used).")
 @output_option("Output folder (diffusion_pytorch_model.safetensors, config.json, scheduler_config.json, README.md).")
 def convert_command(checkpoint: str, model_config: str | None, class_label: int | None, output: str) -> None:
     """Convert CKPT (a .pt/.pth/.ckpt/.bin/.safetensors state dict) into a diffusers UNet2DModel folder.
@@ -26,4 +23,4 @@ def convert_command(checkpoint: str, model_config: str | None, class_label: int 
     from ddrm_kit.checkpoints import write_folder
 
     folder = write_folder(checkpoint, output, config=model_config, class_label=class_label)
-    click.echo(f"wrote {folder}")
+    click.echo(f"wrote {folder} (use it with --model {folder})")

@@ -190,9 +190,9 @@ def check_precision(precision: str, device: str | None) -> None:
         raise DDRMError("--precision fp16 needs a CUDA device: use fp32 or bf16 on CPU")
 
 
-def load_prior(model: str | None, device: str | None, precision: str, channels_last: bool,
-               compile_net: bool) -> "Prior":
-    """The prior for ``--model``, ``--device``, ``--precision``, ``--channels-last`` and ``--compile``."""
+def load_prior(model: str | None, device: str | None, precision: str, channels_last: bool, compile_net: bool,
+               model_config: str | None = None, class_label: int | None = None) -> "Prior":
+    """The prior for ``--model`` with its ``--model-config``/``--class-label``, device, precision and layout."""
     import torch
     from diffusers.utils import logging as diffusers_logging
 
@@ -201,5 +201,5 @@ def load_prior(model: str | None, device: str | None, precision: str, channels_l
     # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
     diffusers_logging.set_verbosity_error()
     check_precision(precision, device)
-    return load_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]),
-                      channels_last=channels_last, compile=compile_net)
+    return load_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]), config=model_config,
+                      class_label=class_label, channels_last=channels_last, compile=compile_net)

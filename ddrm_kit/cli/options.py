@@ -1,6 +1,7 @@
 """The options that several commands share: one spelling, one help text, one check for each.
 
-Every command that takes a thing takes it under the same flag: ``--op``, ``--model``, ``-o/--output``,
+Every command that takes a thing takes it under the same flag: ``--op``, ``--model`` (with
+``--model-config`` and ``--class-label`` for checkpoint files and class-conditional models), ``-o/--output``,
 ``--batch-size``, ``--precision``, ``--device``, ``--seed``, ``--progress/--no-progress``, and the
 sampler's ``--steps``, ``--eta``, ``--eta-b``, ``--sigma-y``, ``--clip-denoised``, ``--average``.
 Older spellings (``--task``, ``--out``, ``--batch``) still work for one release but are not shown.
@@ -88,7 +89,23 @@ def batch_size_option(default: int, help: str):
 model_option = click.option(
     "--model", default=None, metavar="M",
     help="Prior: a diffusers UNet2DModel hub id (google/ddpm-celebahq-256), a local save_pretrained "
-         "folder, or 'builtin' (default: the small built-in prior shipped with ddrm-kit).")
+         "folder, one of the papers' checkpoint files (.pt .pth .ckpt .bin .safetensors: guided-diffusion, "
+         "DDPM), or 'builtin' (default: the small built-in prior shipped with ddrm-kit).")
+#: The built-in configs of ``--model-config`` (ddrm_kit.checkpoints.PRESETS; written out so --help imports no torch).
+MODEL_CONFIGS = ("imagenet_256", "imagenet_256_cc", "imagenet_512_cc", "celeba_hq", "bedroom", "cat", "church")
+
+
+def model_config_option(what: str = "a checkpoint file given as --model"):
+    """``--model-config C``: a built-in config name or a YAML file (checked before any weights are read)."""
+    return click.option("--model-config", default=None, metavar="C",
+                        help=f"Config of {what}: {', '.join(MODEL_CONFIGS)}, or a DDRM YAML file "
+                             "(default: from the file name, else from the weights).")
+
+
+def class_label_option(help: str = "Class of a class-conditional --model (e.g. 0-999 for the ImageNet models): "
+                                   "every image is restored as that class."):
+    """``--class-label N``: an integer >= 0 (its upper bound is the model's, checked when it is read)."""
+    return click.option("--class-label", type=int, default=None, callback=at_least(0), metavar="N", help=help)
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(?::(\d+))?")
 _DEVICE_HINT = "use cpu, cuda, cuda:N or mps"
 

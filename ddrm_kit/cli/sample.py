@@ -11,12 +11,15 @@ from ddrm_kit.errors import DDRMError
 from .errors import Command
 from .files import check_precision, check_writable, describe, load_prior, memory_problem, to_device
 from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_info
-from .options import (at_least, batch_size_option, channels_last_option, compile_option, device_option, model_option,
-                      output_option, precision_option, progress_option, seed_option, unit_interval)
+from .options import (at_least, batch_size_option, channels_last_option, class_label_option, compile_option,
+                      device_option, model_config_option, model_option, output_option, precision_option,
+                      progress_option, seed_option, unit_interval)
 
 
 @click.command("sample", cls=Command)
 @model_option
+@model_config_option()
+@class_label_option("Class of a class-conditional --model (e.g. 0-999 for the ImageNet models): the class drawn.")
 @click.option("-n", "--num", default=4, show_default=True, type=int, callback=at_least(1), help="Number of samples.")
 @click.option("--size", nargs=2, type=int, default=None, metavar="H W",
               help="Sample height and width in pixels, height first: --size 32 48 draws images 32 high and 48 wide, "
@@ -33,9 +36,10 @@ from .options import (at_least, batch_size_option, channels_last_option, compile
 @compile_option
 @progress_option
 @output_option("Output folder (sample_000.png, ...).")
-def sample_command(model: str | None, num: int, size: tuple[int, int] | None, steps: int, eta: float, seed: int,
-                   batch_size: int, device: str | None, precision: str, fp16: bool, channels_last: bool,
-                   compile_net: bool, progress: bool, output: str) -> None:
+def sample_command(model: str | None, model_config: str | None, class_label: int | None, num: int,
+                   size: tuple[int, int] | None, steps: int, eta: float, seed: int, batch_size: int,
+                   device: str | None, precision: str, fp16: bool, channels_last: bool, compile_net: bool,
+                   progress: bool, output: str) -> None:
     """Draw unconditional samples from a prior (DDRM with no measurement), to see what it has learned.
 
     A prior draws what it was trained on, at the scale it was trained at. A patch prior such as the
@@ -56,10 +60,10 @@ def sample_command(model: str | None, num: int, size: tuple[int, int] | None, st
     check_writable(folder)
     precision = "fp16" if fp16 else precision
     check_precision(precision, device)
-    info = read_model_info(model)
+    info = read_model_info(model, model_config, class_label)
     if info is not None:
         _check_plan(info, steps, size, min(batch_size, num), device)
-    prior = load_prior(model, device, precision, channels_last, compile_net)
+    prior = load_prior(model, device, precision, channels_last, compile_net, model_config, class_label)
     if info is None:  # a hub prior: checked now that its config is known, before any work
         info = loaded_model_info(prior)
         _check_plan(info, steps, size, min(batch_size, num), device)
