@@ -483,3 +483,23 @@ def test_a_folder_with_results_is_refused_unless_overwrite(tmp_path, tiny_unet_d
     assert (out / "per_image.csv").read_bytes() != before
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "per_image.csv", "summary.json", "summary.md"]
     assert res.output.splitlines()[-3:] == [f"wrote {out / n}" for n in ("per_image.csv", "summary.md", "summary.json")]
+
+
+def test_bench_passes_model_config_and_class_label_to_load_prior(tmp_path, monkeypatch):
+    import ddrm_kit
+
+    seen = {}
+
+    def fake_load_prior(model, **kwargs):
+        seen.update(model=model, **kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(ddrm_kit, "load_prior", fake_load_prior)
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data / "a.png")
+    result = CliRunner().invoke(main, ["bench", "--op", "sr2", "--model", "celeba_hq.ckpt", "--model-config",
+                                       "celeba_hq", "--class-label", "3", "--data", str(data), "-o",
+                                       str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen["model"] == "celeba_hq.ckpt" and seen["config"] == "celeba_hq" and seen["class_label"] == 3

@@ -22,6 +22,8 @@ class BenchConfig:
     data: Path
     output: Path
     model: str | None = None
+    model_config: str | None = None  # config of a checkpoint file (ddrm_kit.checkpoints)
+    class_label: int | None = None  # class of a class-conditional prior
     limit: int | None = None
     size: int | None = None
     crop: int | None = None

@@ -29,7 +29,8 @@ def _prior(cfg: BenchConfig, prior, ranks: distributed.Ranks):
         from ddrm_kit import load_prior
 
         device = distributed.rank_device(cfg.device, ranks)
-        return load_prior(cfg.model, device=device, dtype=getattr(torch, PRECISIONS[cfg.precision])), cfg
+        return load_prior(cfg.model, device=device, dtype=getattr(torch, PRECISIONS[cfg.precision]),
+                          config=cfg.model_config, class_label=cfg.class_label), cfg
     precision = {getattr(torch, v): k for k, v in PRECISIONS.items()}.get(prior.dtype, str(prior.dtype))
     return prior, replace(cfg, model=cfg.model or prior.name or "(a Python Prior)", precision=precision)
 

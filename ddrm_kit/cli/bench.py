@@ -14,8 +14,9 @@ from ddrm_kit.bench.config import PRECISIONS, BenchConfig
 from ddrm_kit.bench.observation import OBSERVATIONS
 
 from .errors import Command
-from .options import (batch_size_option, device_option, model_option, op_option, output_option, precision_option,
-                      progress_option, sampler_options, seed_option, sigma_y_option)
+from .options import (batch_size_option, class_label_option, device_option, model_config_option, model_option,
+                      op_option, output_option, precision_option, progress_option, sampler_options, seed_option,
+                      sigma_y_option)
 
 
 def _command_line() -> str:
@@ -34,6 +35,8 @@ def _command_line() -> str:
 @op_option(help="Operator name: sr4, sr_bicubic4, deblur_gauss, inp_random50, inp_box, color, cs4, deno, jpeg10, ... "
                 "(see `ddrm ops`).")
 @model_option
+@model_config_option()
+@class_label_option()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder of clean images.")
 @output_option(help="Results folder (created).", type=click.Path(path_type=Path))
 @click.option("--limit", type=int, default=None, help="Use only the first N images (sorted by name).")
