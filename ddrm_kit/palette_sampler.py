@@ -38,7 +38,7 @@ from .errors import DDRMError
 from .prior import Prior
 from .sampler import _codec_image_shape, _on_device, _progress, _randn, _timestep_batches, _validate_y, timesteps
 
-__all__ = ["palette", "palette_condition"]
+__all__ = ["palette", "palette_condition", "restore_palette"]
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -126,3 +126,15 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
             var = beta if algorithm2 else beta * (1.0 - a_s) / (1.0 - a_t)
             y_t.add_(_randn(z, generator), alpha=math.sqrt(var))
     return y_t.clamp_(-1, 1)
+
+
+def restore_palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, average: int = 1,
+                    generator: Generators = None, progress: bool = True) -> torch.Tensor:
+    """Palette on ``y``, averaged over ``average`` samples drawn in turn from the same generators (as ``restore``)."""
+    if isinstance(average, bool) or not isinstance(average, int) or average < 1:
+        raise DDRMError(f"average must be a positive integer, got {average!r}")
+    total = None
+    for _ in range(average):
+        out = palette(prior, op, y, steps=steps, generator=generator, progress=progress)
+        total = out if total is None else total.add_(out)
+    return total / average

@@ -319,6 +319,21 @@ def test_determinism_and_batch_independence():
     assert one.shape == y.shape[:1] + (1, 4, 4) and one.dtype == torch.float32
 
 
+def test_restore_palette_averages_samples_drawn_in_turn():
+    from ddrm_kit.palette_sampler import restore_palette
+
+    model, y = tiny_case()
+    prior = model.prior()
+    gen = torch.Generator().manual_seed(8)
+    first = palette(prior, model.op, y, steps=5, generator=gen, progress=False)
+    second = palette(prior, model.op, y, steps=5, generator=gen, progress=False)
+    mean = restore_palette(prior, model.op, y, steps=5, average=2, generator=torch.Generator().manual_seed(8),
+                           progress=False)
+    torch.testing.assert_close(mean, (first + second) / 2, rtol=0, atol=0)
+    with pytest.raises(DDRMError, match="average must be a positive integer"):
+        restore_palette(prior, model.op, y, average=0)
+
+
 def test_progress_bar_toggle(capsys):
     model, y = tiny_case()
     palette(model.prior(), model.op, y, steps=3, progress=False)
@@ -490,7 +505,7 @@ def test_model_folder_errors(tmp_path):
         load_palette_prior(plain, device="cpu")
     pal = tmp_path / "palette"
     save_model(pal, tiny_conditional_unet(), task=PaletteTask("sr2"))
-    with pytest.raises(UnsupportedModelError, match="6-channel"):  # a DDRM prior is never a Palette model
+    with pytest.raises(UnsupportedModelError, match=r"is a Palette model \(trained for sr2\), not a DDRM prior"):
         load_prior(pal, device="cpu")
     vpred = tmp_path / "vpred"
     save_model(vpred, tiny_conditional_unet(), task=PaletteTask("sr2"), prediction_type="v_prediction")

@@ -74,6 +74,8 @@ def test_targets_losses_and_epsilon_conversion() -> None:
 
     pred = torch.randn(3, 3, 4, 4, generator=gen)
     assert torch.equal(training_loss(eps_cfg, pred, x0, t, noise, ac), torch.nn.functional.mse_loss(pred, noise))
+    l1_cfg = TrainConfig(data=[], loss="l1")
+    torch.testing.assert_close(training_loss(l1_cfg, pred, x0, t, noise, ac), (pred - noise).abs().mean())
     per_image = ((pred - v) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(training_loss(v_cfg, pred, x0, t, noise, ac),
                                (min_snr_weights(v_cfg, t, ac) * per_image).mean())
@@ -168,13 +170,15 @@ def test_late_crops_switch_at_their_step_and_resume_across_it_exactly(photos, tm
 
 
 def test_run_of_an_older_trainer_resumes_with_its_behaviour(photos, tmp_path: Path) -> None:
-    """A checkpoint whose recipe predates the options (and says attention: false) resumes as an ε, uniform, conv-only run."""
+    """A checkpoint whose recipe predates the options (and says attention: false) resumes as an ε, uniform, l2,
+    conv-only, unconditional run."""
     straight = train(photos, tmp_path / "straight", steps=4, **TINY)
     old = tmp_path / "old"
     train(photos, old, steps=2, **TINY)
     state = _state(old)
     recipe = {k: v for k, v in state["config"].items()
-              if k not in ("attention_levels", "prediction", "loss_weighting", "snr_gamma", "late_size", "late_from")}
+              if k not in ("attention_levels", "prediction", "loss_weighting", "snr_gamma", "late_size", "late_from",
+                           "loss", "palette")}
     state["config"] = {**recipe, "attention": False}
     torch.save(state, old / CHECKPOINT)
     (old / CONFIG_JSON).write_text(json.dumps(state["config"]))

@@ -20,9 +20,10 @@ from .files import (check_precision, describe, jpeg_quality_note, load_prior, me
                     read_image, resolve_inputs, to_device)
 from .groups import Group, as_observed, build, fit, grey_y, observation, same_shape
 from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_info
-from .options import (batch_size_option, channels_last_option, compile_option, device_option, kernel_option,
-                      mask_option, model_option, op_option, output_option, params_option, precision_option,
-                      progress_option, sampler_options, seed_option, sigma_y_option)
+from .options import (batch_size_option, channels_last_option, class_label_option, compile_option, device_option,
+                      kernel_option, mask_option, model_config_option, model_option, op_option, output_option,
+                      params_option, precision_option, progress_option, sampler_options, seed_option, sigma_y_option)
+from .palette import load_palette, missing_op, palette_run, palette_task
 from .params import operator_params
 
 if TYPE_CHECKING:
@@ -36,8 +37,11 @@ JPEG_FILE = "jpeg"
 
 
 @click.command("solve", cls=Command)
-@op_option(help="Operator name (see `ddrm ops`): sr4, deblur_gauss, inp_mask, color, jpeg, ...")
+@op_option(help="Operator name (see `ddrm ops`): sr4, deblur_gauss, inp_mask, color, jpeg, ... "
+                "(optional for a Palette model: its own)", required=False)
 @model_option
+@model_config_option()
+@class_label_option()
 @sampler_options
 @sigma_y_option
 @seed_option
@@ -56,7 +60,8 @@ JPEG_FILE = "jpeg"
 @output_option("Output .png (one input) or folder (several inputs / a folder). "
                "Default: INPUTNAME_OP.png in the current folder.", required=False)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-def solve_command(op_name: str, model: str | None, steps: int, eta: float | None, eta_b: float | None,
+def solve_command(op_name: str, model: str | None, model_config: str | None, class_label: int | None, steps: int,
+                  eta: float | None, eta_b: float | None,
                   clip_denoised: bool, average: int, sigma_y: float, seed: int, mask: str | None, kernel: str | None,
                   params: tuple[str, ...], clean: bool, batch_size: int, device: str | None, precision: str,
                   fp16: bool, channels_last: bool, compile_net: bool, progress: bool, output: str | None,
@@ -81,11 +86,25 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
 
     A folder is restored image by image: a bad image in it is reported on its own line and
     skipped, and the exit code is 1 at the end.
+
+    \b
+    A Palette model (a folder with palette.json, from `ddrm train --palette OP`) restores its own
+    operator OP with Palette's Algorithm 2 (--op may be omitted): --steps defaults to all T
+    timesteps (1000 network evaluations; fewer stride the schedule), --eta, --eta-b, --clip-denoised,
+    -p, --mask and --kernel do not apply, and --sigma-y only sets the noise of --clean
+    (default: the model's training noise).
     """
     import operators
     from ddrm_kit.imageio import apply_orientation, save_image
+    from ddrm_kit.palette_sampler import restore_palette
     from ddrm_kit.restore import NOISE, SAMPLER, Settings, baseline, generators, restore
 
+    task = palette_task(model)
+    if task is not None:
+        run = palette_run(task, click.get_current_context())
+        op_name, sigma_y = run.op_name, run.sigma_y
+    elif op_name is None:
+        raise missing_op(click.get_current_context())
     jpeg_file = op_name == JPEG_FILE
     if jpeg_file and clean:
         raise click.ClickException("--clean needs a quality to simulate: use --op jpeg10 (jpeg<QF>), not jpeg")
@@ -97,8 +116,8 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
         raise DDRMError(f"{op_name} observations are vectors, not images: try it on a clean image with --clean")
     precision = "fp16" if fp16 else precision
     check_precision(precision, device)
-    kwargs = operator_params(op_name, spec, params, mask, kernel)
-    info = read_model_info(model)
+    kwargs = dict(task.params) if task is not None else operator_params(op_name, spec, params, mask, kernel)
+    info = read_model_info(model, model_config, class_label)
     if info is not None:
         check_steps(steps, info)
     given = resolve_inputs(inputs)
@@ -109,7 +128,10 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
     _check_memory(files, failures, op_name, spec, clean, info, batch_size, device)
     # A real JPEG is restored in its stored pixel order (its 8x8 block grid), turned upright at the end.
     loaded = [None if f in failures.bad else failures.attempt([f], read_image, f, not jpeg_file) for f in files]
-    floors, pending = _noise_floors(loaded, sigma_y, clean or codec)
+    # A Palette model is told no noise level, so the files' rounding noise changes nothing.
+    floors, pending = _noise_floors(loaded, sigma_y, clean or codec or task is not None)
+    if task is not None:
+        pending += run.notes
     if not clean and spec is not None and spec.display == "jpeg<QF>":
         quality = int(spec.groups(op_name)[0])
         notes = (jpeg_quality_note(f, quality) if item is not None else None
@@ -127,7 +149,8 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
     if not groups:
         failures.finish(len(files))
 
-    prior = load_prior(model, device, precision, channels_last, compile_net)
+    prior = (load_prior(model, device, precision, channels_last, compile_net, model_config, class_label)
+             if task is None else load_palette(model, device, precision, channels_last, compile_net))
     if info is None:  # a hub prior: its timesteps are known now, before any work
         check_steps(steps, loaded_model_info(prior))
     # Notes on how the run proceeds, once nothing can stop it before the work.
@@ -149,7 +172,9 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
         op = to_device(op, dev)
         for chunk, k, y in zip(chunks, keys, ys, strict=True):
             y = y.to(dev)
-            result = restore(prior, op, y, settings, sy, generators(seed, k, SAMPLER, dev), progress).cpu()
+            gens = generators(seed, k, SAMPLER, dev)
+            result = (restore(prior, op, y, settings, sy, gens, progress) if task is None
+                      else restore_palette(prior, op, y, run.steps, average, gens, progress)).cpu()
             truth = group.xs[chunk]
             grey = truth.shape[1] == 1
             if clean:
@@ -165,7 +190,7 @@ def solve_command(op_name: str, model: str | None, steps: int, eta: float | None
     for note in notes:
         click.echo(f"note: {note}", err=True)
     if rows:
-        _print_scores(rows, "y" if spec.kind == "codec" else "H_pinv(y)")
+        _print_scores(rows, "y" if spec.kind == "codec" else "H_pinv(y)", "DDRM" if task is None else "Palette")
     failures.finish(len(files))
 
 
@@ -180,7 +205,8 @@ def _check_memory(files: list[Path], failures: Failures, op_name: str, spec: "Op
         if size is not None:
             sizes.setdefault(size, []).append(f)
     unet = info.unet if info is not None else {}
-    channels = int(unet.get("in_channels") or 3)
+    # the image's channels (a Palette UNet takes the condition too, twice as many)
+    channels = int(unet.get("out_channels") or unet.get("in_channels") or 3)
     for (w, h), paths in sizes.items():
         # The restored image's shape: what the network and the operator work on.
         shape = (channels, h, w) if clean or spec is None else spec.image_shape_for(op_name, (channels, h, w))
@@ -217,7 +243,7 @@ def _group(idx: list[int], loaded: list, files: list[Path], op_name: str, spec: 
 
 def _scores(names: list[str], truth: "torch.Tensor", base: "torch.Tensor", result: "torch.Tensor",
             grey: bool) -> list[tuple]:
-    """(name, baseline PSNR, SSIM, DDRM PSNR, SSIM) per image, on the grey level for grey inputs."""
+    """(name, baseline PSNR, SSIM, result PSNR, SSIM) per image, on the grey level for grey inputs."""
     from ddrm_kit.restore import score
 
     if grey:
@@ -227,13 +253,14 @@ def _scores(names: list[str], truth: "torch.Tensor", base: "torch.Tensor", resul
     return list(zip(names, b["psnr"], b["ssim"], r["psnr"], r["ssim"], strict=True))
 
 
-def _print_scores(rows: list[tuple], baseline: str) -> None:
+def _print_scores(rows: list[tuple], baseline: str, method: str) -> None:
     width = max(len("image"), *(len(r[0]) for r in rows))
-    click.echo(f"{'image':<{width}}  {baseline + ' PSNR':>14} {'SSIM':>6}  {'DDRM PSNR':>10} {'SSIM':>6}")
+    col = max(10, len(method) + 5)
+    click.echo(f"{'image':<{width}}  {baseline + ' PSNR':>14} {'SSIM':>6}  {method + ' PSNR':>{col}} {'SSIM':>6}")
     for name, pb, sb, pr, sr in rows:
-        click.echo(f"{name:<{width}}  {pb:14.2f} {sb:6.3f}  {pr:10.2f} {sr:6.3f}")
+        click.echo(f"{name:<{width}}  {pb:14.2f} {sb:6.3f}  {pr:{col}.2f} {sr:6.3f}")
     if len(rows) > 1:
         def mean(k: int) -> float:
             return sum(r[k] for r in rows) / len(rows)
 
-        click.echo(f"{'mean':<{width}}  {mean(1):14.2f} {mean(2):6.3f}  {mean(3):10.2f} {mean(4):6.3f}")
+        click.echo(f"{'mean':<{width}}  {mean(1):14.2f} {mean(2):6.3f}  {mean(3):{col}.2f} {mean(4):6.3f}")

@@ -1,4 +1,4 @@
-"""``ddrm train``: train a diffusion prior on a folder of images (the trainer is ``ddrm_kit.train``)."""
+"""``ddrm train``: train a diffusion prior or a Palette model on a folder of images (the trainer is ``ddrm_kit.train``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from .errors import Command
-from .options import batch_size_option, device_option, output_option, precision_option, progress_option
+from .options import (batch_size_option, device_option, output_option, params_option, precision_option,
+                      progress_option, sigma_y_option)
 
 
 @click.command("train", cls=Command)
@@ -23,6 +24,10 @@ from .options import batch_size_option, device_option, output_option, precision_
 @click.option("--snr-gamma", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Min-SNR's gamma.")
 @click.option("--late-size", type=click.IntRange(min=8), default=None, help="Larger crops from --late-from on (batch scaled by (size/late-size)^2, at least 1).")
 @click.option("--late-from", type=click.IntRange(min=0), default=None, help="Step at which --late-size crops start.")
+@click.option("--loss", type=click.Choice(["l2", "l1"]), default="l2", show_default=True, help="Squared or absolute error (l1: uniform weighting only).")
+@click.option("--palette", "palette", default=None, metavar="OP", help="Train a Palette model (Saharia et al. 2022) for operator OP (see `ddrm ops`) on pairs it makes from the crops.")
+@params_option
+@sigma_y_option
 @batch_size_option(32, "Crops per step.")
 @click.option("--lr", default=5e-4, show_default=True, help="AdamW learning rate (linear warm-up over 500 steps).")
 @click.option("--ema", default=0.999, type=click.FloatRange(0, 1), show_default=True, help="EMA decay of the saved weights.")
@@ -37,11 +42,18 @@ from .options import batch_size_option, device_option, output_option, precision_
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (1 is fastest on a CPU that other jobs share).")
 @progress_option
 def train_command(data: tuple[str, ...], output: str, channels: str, batch_size: int, steps: int | None,
-                  minutes: float | None, attention_levels: int | None, attention: bool | None, **options: Any) -> None:
+                  minutes: float | None, attention_levels: int | None, attention: bool | None, palette: str | None,
+                  params: tuple[str, ...], sigma_y: float, **options: Any) -> None:
     """Train a diffusion prior with DDPM (Ho et al. 2020) on a folder of images.
 
     The output folder loads with `ddrm solve --model OUT` and `ddrm_kit.load_prior(OUT)`.
     Kill it any time and continue with --resume.
+
+    \b
+    With --palette OP it trains a Palette model for that operator instead: each crop x0 is
+    observed, y = H(x0) (+ --sigma-y noise; -p KEY=VALUE sets the operator's parameters), and the
+    UNet learns the noise from the condition H_pinv(y) (missing pixels filled with noise) next to
+    the noisy image. palette.json in OUT records the task; `ddrm solve --model OUT` restores it.
     """
     from ddrm_kit.train import legacy_attention_levels, parse_channels, train
 
@@ -54,10 +66,24 @@ def train_command(data: tuple[str, ...], output: str, channels: str, batch_size:
         attention_levels = legacy_attention_levels(bool(attention), widths)
     elif attention is not None and attention != (attention_levels > 0):
         raise click.UsageError(f"--{'' if attention else 'no-'}attention contradicts --attention-levels {attention_levels}")
+    if palette is None and (params or sigma_y):
+        raise click.UsageError("-p and --sigma-y describe the task of a Palette model: give --palette OP")
+    palette_params = _palette_params(palette, params) if palette is not None else None
+    # the library's sigma_y is in [-1, 1] units, twice the pixel units of --sigma-y
     summary = train(list(data), output, channels=widths, batch=batch_size, steps=steps, minutes=minutes,
-                    attention_levels=attention_levels, **options)
+                    attention_levels=attention_levels, palette=palette, palette_params=palette_params,
+                    sigma_y=2.0 * sigma_y, **options)
     click.echo(
         f"done: step {summary['step']}, {summary['images_seen']} images, "
         f"{summary['train_seconds'] / 60:.1f} min of training, held-out loss {summary['holdout_loss']:.5f}; "
         f"model in {summary['out']}"
     )
+
+
+def _palette_params(palette: str, params: tuple[str, ...]) -> dict[str, Any]:
+    """The -p values of --palette OP, typed against its registry entry (an operator taking an array is refused)."""
+    from ddrm_kit.train.pairs import palette_spec
+
+    from .params import operator_params
+
+    return operator_params(palette, palette_spec(palette), params, None, None)

@@ -1,5 +1,6 @@
 """The run folder on disk: checkpoint.pt (the state to resume from), the save_pretrained export of the
-EMA weights, holdout.csv and train_config.json, and the export of a run as a flat prior folder.
+EMA weights, holdout.csv, train_config.json (and a Palette run's palette.json), and the export of a run
+as a flat prior folder.
 
 Every file is written through ``ddrm_kit.atomic``, so a kill at any moment leaves the previous
 complete file in place.
@@ -25,6 +26,7 @@ import torch
 
 from ddrm_kit.atomic import atomic_write, move_tree, write_bytes, write_text
 from ddrm_kit.errors import TrainingDataNotFoundError, TrainingError
+from ddrm_kit.palette_model import PALETTE_JSON, PaletteTask, write_palette_task
 
 from .recipe import TrainConfig
 
@@ -107,7 +109,10 @@ def set_rng_state(state: dict[str, Any], crop_rng: np.random.Generator, noise_ge
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
+    """Write train_config.json, and a Palette run's palette.json (before any checkpoint: never mistaken for a prior)."""
     write_text(out / CONFIG_JSON, json.dumps(asdict(cfg), indent=2))
+    if cfg.palette is not None:
+        write_palette_task(out, PaletteTask(**cfg.palette))
 
 
 def append_holdout_row(out: Path, row: list[Any]) -> None:
@@ -154,7 +159,8 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
     """Copy a run's EMA UNet + scheduler into a flat ``save_pretrained`` folder (the built-in prior layout).
 
     The weights are stored in ``dtype`` (float16 halves the file; loaders upcast as they need).
-    Files are replaced atomically; other files in ``dest`` (such as README.md) are kept.
+    Files are replaced atomically; other files in ``dest`` (such as README.md) are kept. A Palette
+    run's ``palette.json`` goes with it.
     """
     from diffusers import DDPMScheduler, UNet2DModel
 
@@ -170,4 +176,6 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
         config = json.loads((tmp / "config.json").read_text())
         config.pop("_name_or_path", None)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if (run / PALETTE_JSON).is_file():
+            shutil.copyfile(run / PALETTE_JSON, tmp / PALETTE_JSON)
     return dest

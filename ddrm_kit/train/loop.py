@@ -1,5 +1,6 @@
 """The training loop: DDPM (Ho et al. 2020, Algorithm 1) with the recipe's objective, bfloat16 autocast,
-the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C."""
+the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C; Palette runs (Saharia et al.
+2022, Algorithm 1) add the condition of each crop to the network's input."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import numpy as np
 import torch
 
 from ddrm_kit.errors import TrainingError
+from ddrm_kit.palette_model import PaletteTask
 
 from . import checkpoint as ckpt
 from .data import load_images, random_crops, split_holdout
 from .objective import noised, to_epsilon, training_loss
+from .pairs import Conditions, describe_task, draw_seeds, holdout_conditions, net_input, resolve_task, run_task
 from .recipe import (TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side, scheduler_config,
                      unet_config)
 
@@ -65,8 +68,9 @@ def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
     return x0, t, noise
 
 
-def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, cfg: TrainConfig) -> float:
-    """Mean squared ε error of ``model`` on the fixed held-out batch, unweighted.
+def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, cfg: TrainConfig,
+                 conditions: torch.Tensor | None = None) -> float:
+    """Mean squared ε error of ``model`` on the fixed held-out batch (and its fixed Palette ``conditions``), unweighted.
 
     A v-prediction is converted to ε first, so runs of every parameterisation and weighting compare.
     """
@@ -77,8 +81,9 @@ def holdout_loss(model, holdout, alphas_cumprod, device, precision: str, cfg: Tr
         for i in range(0, len(x0), cfg.batch):
             xb, tb, nb = (a[i : i + cfg.batch].to(device) for a in (x0, t, noise))
             xt = noised(xb, tb, nb, alphas_cumprod)
+            cb = None if conditions is None else conditions[i : i + cfg.batch].to(device)
             with autocast(device, precision):
-                pred = model(xt, tb).sample
+                pred = model(net_input(xt, cb), tb).sample
             eps = to_epsilon(cfg, pred.float(), xt, tb, alphas_cumprod)
             total += torch.nn.functional.mse_loss(eps, nb, reduction="sum").item()
     model.train()
@@ -98,6 +103,13 @@ def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume:
         if not resume:
             raise TrainingError(f"{out} already holds a training run; pass --resume to continue it or choose another -o/--output")
         cfg = TrainConfig.from_dict(state["config"])
+        given = recipe["palette"]
+        if given is not None and given != cfg.palette:
+            # the other options silently keep the run's values, but another task would be another model
+            trains = ("an unconditional prior" if cfg.palette is None
+                      else f"Palette {describe_task(PaletteTask(**cfg.palette))}")
+            raise TrainingError(f"{out} trains {trains}, not --palette {describe_task(PaletteTask(**given))}: "
+                                "drop --palette and its options to continue it, or choose another -o/--output")
         if folders:
             cfg.data = folders  # the data may move; the recipe (architecture, optimiser, seed) may not
         return cfg
@@ -131,6 +143,10 @@ def train(
     snr_gamma: float = 5.0,
     late_size: int | None = None,
     late_from: int | None = None,
+    loss: str = "l2",
+    palette: str | None = None,
+    palette_params: Mapping[str, Any] | None = None,
+    sigma_y: float = 0.0,
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -141,7 +157,11 @@ def train(
     v = sqrt(abar_t) eps - sqrt(1-abar_t) x0 (``prediction``) and w = 1 or Min-SNR-gamma
     (``loss_weighting``, see ``objective.min_snr_weights``); AdamW, linear warm-up, EMA of the
     weights. ``late_size``/``late_from`` switch to larger crops (and a smaller batch, see
-    ``recipe.crop_plan``) from that step on. Stops after ``steps`` total steps or ``minutes`` of this call
+    ``recipe.crop_plan``) from that step on; ``loss="l1"`` descends the absolute error instead (uniform
+    weighting). With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
+    ``sigma_y`` in the units of [-1, 1] images) it trains a Palette model (Saharia et al. 2022): the
+    network sees ``cat([c, x_t])`` with ``c = palette_condition(op, observe(op, x0, sigma_y))`` and the
+    run folder gets a ``palette.json``. Stops after ``steps`` total steps or ``minutes`` of this call
     (or on SIGTERM / Ctrl-C), writing a checkpoint every ``checkpoint_every`` minutes and at the end.
     With ``resume=True`` the recipe, weights, optimizer, step and RNG states come from
     ``out/checkpoint.pt`` so the run continues exactly where the last checkpoint left it.
@@ -155,12 +175,16 @@ def train(
     ckpt.check_run_folder(out)
     folders = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
     state = ckpt.load_state(out)
+    if palette is None and (palette_params or sigma_y):
+        raise TrainingError("operator parameters and --sigma-y describe a Palette task: give --palette OP")
     recipe = dict(size=size, channels=tuple(channels), layers_per_block=layers_per_block,
                   attention_levels=attention_levels, batch=batch, lr=lr, ema=ema, seed=seed, precision=precision,
                   prediction=prediction, loss_weighting=loss_weighting, snr_gamma=snr_gamma, late_size=late_size,
-                  late_from=late_from)
+                  late_from=late_from, loss=loss,
+                  palette=None if palette is None else resolve_task(palette, palette_params, sigma_y))
     cfg = _recipe(state, folders, out, resume, recipe)
     check_recipe(cfg)
+    task = run_task(cfg)
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -172,6 +196,7 @@ def train(
     hold_images = [images[i] for i in hold_idx] or train_images
     n_hold = HOLDOUT_CROPS_PER_IMAGE * len(hold_idx) if hold_idx else 2 * cfg.batch
     holdout = holdout_batch(hold_images, cfg, n_hold)
+    hold_c = None if task is None else holdout_conditions(task, holdout[0], cfg.seed)
 
     # imported after the checks and the data, so that a mistake is reported without this wait
     from diffusers import DDPMScheduler, UNet2DModel
@@ -187,6 +212,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     crop_rng = np.random.default_rng(cfg.seed)
     noise_gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    conditions = None if task is None else Conditions(task, dev)
 
     step, images_seen, train_seconds = 0, 0, 0.0
     if state is not None:
@@ -199,7 +225,8 @@ def train(
     print(
         f"ddrm train: {n_params / 1e6:.2f}M-parameter UNet, {len(train_images)} training images"
         f" ({len(hold_idx)} held out), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
-        f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}",
+        f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}"
+        + ("" if task is None else f"; Palette {describe_task(task)}, {cfg.loss} loss"),
         file=sys.stderr,
     )
 
@@ -215,7 +242,7 @@ def train(
 
     def checkpoint_now() -> None:
         nonlocal last_holdout
-        last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg)
+        last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg, hold_c)
         snapshot = ckpt.make_state(cfg, model, ema_model, opt, crop_rng, noise_gen,
                                    step=step, images_seen=images_seen, train_seconds=train_seconds)
         ckpt.save_pretrained(ema_model, scheduler, out)
@@ -251,13 +278,14 @@ def train(
             x0 = torch.from_numpy(random_crops(train_images, batch, size, crop_rng)).to(dev)
             t = torch.randint(0, cfg.num_train_timesteps, (batch,), generator=noise_gen, device=dev)
             noise = torch.randn(x0.shape, generator=noise_gen, device=dev)
+            c = None if conditions is None else conditions(x0, draw_seeds(noise_gen, batch))
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, step)
             with autocast(dev, prec):
-                pred = model(noised(x0, t, noise, alphas_cumprod), t).sample
-            loss = training_loss(cfg, pred.float(), x0, t, noise, alphas_cumprod)
+                pred = model(net_input(noised(x0, t, noise, alphas_cumprod), c), t).sample
+            batch_loss = training_loss(cfg, pred.float(), x0, t, noise, alphas_cumprod)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             decay = ema_decay(cfg, step)
@@ -268,7 +296,7 @@ def train(
             images_seen += batch
             dt = time.monotonic() - t0
             train_seconds += dt
-            value = loss.item()
+            value = batch_loss.item()
             run_losses.append(value)
             smooth_loss = value if smooth_loss is None else 0.98 * smooth_loss + 0.02 * value
             bar.update(1)

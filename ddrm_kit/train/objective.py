@@ -43,11 +43,12 @@ def min_snr_weights(cfg: TrainConfig, t: torch.Tensor, alphas_cumprod: torch.Ten
 
 def training_loss(cfg: TrainConfig, pred: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
                   alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """The batch's loss: the mean squared error to the target, each image weighted by the recipe's weighting."""
+    """The batch's loss: the mean squared (l2) or absolute (l1) error to the target, weighted per image by the recipe."""
     goal = target(cfg, x0, t, noise, alphas_cumprod)
     if cfg.loss_weighting == "uniform":
         # one mean over every element, as runs made before the weighting option computed it
-        return torch.nn.functional.mse_loss(pred, goal)
+        mean_error = torch.nn.functional.mse_loss if cfg.loss == "l2" else torch.nn.functional.l1_loss
+        return mean_error(pred, goal)
     per_image = (pred - goal).pow(2).mean(dim=(1, 2, 3))
     return (min_snr_weights(cfg, t, alphas_cumprod) * per_image).mean()
 

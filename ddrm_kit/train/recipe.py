@@ -11,6 +11,7 @@ from ddrm_kit.errors import TrainingError
 WARMUP_STEPS = 500
 PREDICTIONS = ("epsilon", "v_prediction")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+LOSSES = ("l2", "l1")
 #: What ``--attention`` (and a train_config.json of the days of that flag) means: the lowest 2 levels.
 FLAG_ATTENTION_LEVELS = 2
 
@@ -37,6 +38,9 @@ class TrainConfig:
     snr_gamma: float = 5.0
     late_size: int | None = None
     late_from: int | None = None
+    loss: str = "l2"
+    # A Palette run's task, the body of its palette.json (operator, params, sigma_y); None: an unconditional prior.
+    palette: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
@@ -81,6 +85,12 @@ def check_recipe(cfg: TrainConfig) -> None:
                             f"(the full-resolution level has none), got {cfg.attention_levels}")
     if cfg.prediction not in PREDICTIONS:
         raise TrainingError(f"--prediction must be one of {', '.join(PREDICTIONS)}, got {cfg.prediction!r}")
+    if cfg.loss not in LOSSES:
+        raise TrainingError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.loss == "l1" and cfg.loss_weighting != "uniform":
+        raise TrainingError("Min-SNR weights the squared error: use --loss l2 with --loss-weighting min_snr")
+    if cfg.palette is not None and cfg.prediction != "epsilon":
+        raise TrainingError("a Palette model predicts epsilon (Saharia et al. 2022): drop --prediction v_prediction")
     if cfg.loss_weighting not in LOSS_WEIGHTINGS:
         raise TrainingError(f"--loss-weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {cfg.loss_weighting!r}")
     if not cfg.snr_gamma > 0:
@@ -98,6 +108,7 @@ def unet_config(cfg: TrainConfig) -> dict[str, Any]:
     resolution-agnostic: trained on crops, it runs on whole images of any size that is a
     multiple of 2**(levels-1). With ``attention_levels`` N, the N lowest-resolution levels and the
     middle block get self-attention (Ho et al. put it at 16x16; the full-resolution level never has it).
+    A Palette run's UNet takes the condition and the noisy image side by side: 6 input channels.
     """
     levels = len(cfg.channels)
     down = ["DownBlock2D"] * levels
@@ -108,7 +119,7 @@ def unet_config(cfg: TrainConfig) -> dict[str, Any]:
     attention = cfg.attention_levels > 0
     return {
         "sample_size": cfg.size,
-        "in_channels": 3,
+        "in_channels": 6 if cfg.palette is not None else 3,
         "out_channels": 3,
         "block_out_channels": tuple(cfg.channels),
         "layers_per_block": cfg.layers_per_block,

@@ -1,0 +1,118 @@
+"""What ``ddrm solve`` does differently for a Palette model: its operator, the options that apply, its loader.
+
+A Palette model (a folder with ``palette.json``, e.g. a ``ddrm train --palette`` run) restores the one
+task it was trained for with Palette's Algorithm 2. Everything else (inputs, outputs, batching, seeds,
+``--average``, ``--clean``) is ``ddrm solve``'s own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from click.core import ParameterSource
+
+from ddrm_kit.errors import DDRMError
+
+from .files import check_precision
+from .model_info import read_model_info
+from .options import DTYPE_NAMES
+
+if TYPE_CHECKING:
+    from ddrm_kit.palette_model import PaletteTask
+    from ddrm_kit.prior import Prior
+
+#: DDRM's sampler options, which Algorithm 2 does not have, each with its flag and its value when not given.
+DDRM_ONLY = {"eta": ("--eta", None), "eta_b": ("--eta-b", None), "clip_denoised": ("--clip-denoised", False)}
+#: Options of checkpoint files and class-conditional priors, with the same.
+PRIOR_ONLY = {"model_config": ("--model-config", None), "class_label": ("--class-label", None)}
+#: Above this many network evaluations per image, the default (all T steps) gets a note on its cost.
+STEPS_NOTE_ABOVE = 100
+
+
+@dataclass(frozen=True)
+class PaletteRun:
+    """How ``ddrm solve`` runs a Palette model: its operator, the --clean noise, the steps and the notes to print."""
+
+    op_name: str
+    sigma_y: float  # [0, 1] pixel units: the noise of --clean observations
+    steps: int | None  # None: all T timesteps (Algorithm 2)
+    notes: list[str] = field(default_factory=list)
+
+
+def palette_task(model: str | None) -> "PaletteTask | None":
+    """The task of ``--model`` when it is a local Palette model folder (it holds palette.json), else None."""
+    if model is None or model == "builtin":
+        return None
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    from ddrm_kit.palette_model import read_palette_task
+
+    return read_palette_task(folder)
+
+
+def describe(task: "PaletteTask") -> str:
+    """``uncrop side='right' fraction=0.5`` for a message."""
+    return " ".join([task.operator, *(f"{k}={v!r}" for k, v in task.params.items())])
+
+
+def palette_run(task: "PaletteTask", ctx: click.Context) -> PaletteRun:
+    """Check ``ddrm solve``'s options against a Palette model; one-line errors for those that do not apply."""
+    p = ctx.params
+    op_name = p["op_name"]
+    if op_name is not None and op_name != task.operator:
+        raise DDRMError(f"--op {op_name}: {p['model']} is a Palette model for {task.operator} only (its palette.json); "
+                        f"use --op {task.operator} or omit --op")
+    given = [f"-p {item.partition('=')[0]}" for item in p["params"]]
+    given += [f"--{name}" for name in ("mask", "kernel") if p[name] is not None]
+    if given:
+        raise DDRMError(f"{', '.join(given)}: a Palette model restores the task it was trained for "
+                        f"({describe(task)}); drop {'them' if len(given) > 1 else 'it'}")
+    for name, (flag, unset) in DDRM_ONLY.items():
+        if p[name] != unset:
+            raise DDRMError(f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it")
+    for name, (flag, unset) in PRIOR_ONLY.items():
+        if p[name] != unset:
+            raise DDRMError(f"{flag} does not apply to a Palette model folder: drop it")
+    trained = task.sigma_y / 2.0  # palette.json is in [-1, 1] units, --sigma-y in [0, 1] pixel units
+    notes = []
+    if ctx.get_parameter_source("sigma_y") is ParameterSource.DEFAULT:
+        sigma_y = trained
+    elif not p["clean"]:
+        raise DDRMError(f"--sigma-y: a Palette model is not told the noise level (it was trained with --sigma-y "
+                        f"{trained:g}); --sigma-y only sets the simulated noise of --clean")
+    else:
+        sigma_y = p["sigma_y"]
+        if sigma_y != trained:
+            notes.append(f"--sigma-y {sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
+    if ctx.get_parameter_source("steps") is not ParameterSource.DEFAULT:
+        return PaletteRun(task.operator, sigma_y, p["steps"], notes)
+    info = read_model_info(p["model"])
+    if info is not None and info.timesteps > STEPS_NOTE_ABOVE:
+        notes.append(f"a Palette model samples all {info.timesteps} timesteps by default (Algorithm 2), one network "
+                     f"evaluation each; --steps {STEPS_NOTE_ABOVE} is {info.timesteps // STEPS_NOTE_ABOVE}x faster "
+                     "(a strided schedule)")
+    return PaletteRun(task.operator, sigma_y, None, notes)
+
+
+def missing_op(ctx: click.Context) -> click.ClickException:
+    """Click's own "Missing option '--op'." error, for a model that is not a Palette model."""
+    param = next(q for q in ctx.command.params if q.name == "op_name")
+    return click.ClickException(click.MissingParameter(ctx=ctx, param=param).format_message())
+
+
+def load_palette(model: str, device: str | None, precision: str, channels_last: bool, compile_net: bool) -> "Prior":
+    """The Palette model for ``--model``, ``--device``, ``--precision``, ``--channels-last`` and ``--compile``."""
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    from ddrm_kit.palette_model import load_palette_prior
+
+    # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
+    diffusers_logging.set_verbosity_error()
+    check_precision(precision, device)
+    return load_palette_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]),
+                              channels_last=channels_last, compile=compile_net)
