@@ -17,7 +17,7 @@ import operators
 from conftest import linear_alphas_cumprod
 from ddrm_kit import Prior, load_palette_prior, load_prior, palette, palette_condition, timesteps
 from ddrm_kit.errors import DDRMError, ModelNotFoundError, UnsupportedModelError
-from ddrm_kit.palette_model import (PALETTE_JSON, ConditionalUNet, PaletteTask, read_palette_task,
+from ddrm_kit.palette_model import (PALETTE_JSON, PaletteTask, read_palette_task,
                                     write_palette_task)
 from ddrm_kit.prior import _UNetEps
 from operators import OperatorError

@@ -18,7 +18,7 @@ import click
 
 from ddrm_kit.errors import DDRMError, ImageFileError, ImageNotFoundError
 
-from .options import DTYPE_NAMES
+from ddrm_kit.precision import torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -193,7 +193,6 @@ def check_precision(precision: str, device: str | None) -> None:
 def load_prior(model: str | None, device: str | None, precision: str, channels_last: bool, compile_net: bool,
                model_config: str | None = None, class_label: int | None = None) -> "Prior":
     """The prior for ``--model`` with its ``--model-config``/``--class-label``, device, precision and layout."""
-    import torch
     from diffusers.utils import logging as diffusers_logging
 
     from ddrm_kit.prior import load_prior
@@ -201,5 +200,5 @@ def load_prior(model: str | None, device: str | None, precision: str, channels_l
     # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
     diffusers_logging.set_verbosity_error()
     check_precision(precision, device)
-    return load_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]), config=model_config,
+    return load_prior(model, device=device, dtype=torch_dtype(precision), config=model_config,
                       class_label=class_label, channels_last=channels_last, compile=compile_net)

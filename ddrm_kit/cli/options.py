@@ -17,11 +17,12 @@ from typing import Any
 
 import click
 
+from ddrm_kit.precision import PRECISIONS
+
 NOISE_HELP = (
     "Measurement noise std in [0, 1] pixel units (0.05 = 5% of the range); "
     "doubled internally because the library works on [-1, 1] tensors."
 )
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class AliasedOption(click.Option):
@@ -179,14 +180,10 @@ compile_option = click.option(
     help="torch.compile the network: a slow first step (minutes on CPU), then faster steps; for long CUDA runs.")
 
 
-def precision_option(choices: Sequence[str] = PRECISIONS, default: str = "fp32", help: str | None = None):
+def precision_option(choices: Sequence[str] = tuple(PRECISIONS), default: str = "fp32", help: str | None = None):
     """``--precision``: the network's number format (fp16 needs CUDA)."""
     return click.option("--precision", type=click.Choice(list(choices)), default=default, show_default=True,
                         help=help or "Network precision: fp32, fp16 (CUDA only) or bf16; DDRM's spectral algebra stays fp32.")
-
-
-#: ``--precision`` value -> the torch dtype's name.
-DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def sampler_options(fn: Callable) -> Callable:

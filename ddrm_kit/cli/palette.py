@@ -15,10 +15,10 @@ import click
 from click.core import ParameterSource
 
 from ddrm_kit.errors import DDRMError
+from ddrm_kit.precision import torch_dtype
 
 from .files import check_precision
 from .model_info import read_model_info
-from .options import DTYPE_NAMES
 
 if TYPE_CHECKING:
     from ddrm_kit.palette_model import PaletteTask
@@ -106,7 +106,6 @@ def missing_op(ctx: click.Context) -> click.ClickException:
 
 def load_palette(model: str, device: str | None, precision: str, channels_last: bool, compile_net: bool) -> "Prior":
     """The Palette model for ``--model``, ``--device``, ``--precision``, ``--channels-last`` and ``--compile``."""
-    import torch
     from diffusers.utils import logging as diffusers_logging
 
     from ddrm_kit.palette_model import load_palette_prior
@@ -114,5 +113,5 @@ def load_palette(model: str, device: str | None, precision: str, channels_last: 
     # diffusers' load-time advice (accelerate, dtype casts) is not actionable for CLI users.
     diffusers_logging.set_verbosity_error()
     check_precision(precision, device)
-    return load_palette_prior(model, device=device, dtype=getattr(torch, DTYPE_NAMES[precision]),
+    return load_palette_prior(model, device=device, dtype=torch_dtype(precision),
                               channels_last=channels_last, compile=compile_net)
