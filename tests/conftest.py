@@ -133,3 +133,15 @@ def trained_run(tmp_path_factory):
         summary = train(data, root / "run", steps=24, **TINY_TRAIN)
     return types.SimpleNamespace(data=data, run=root / "run", summary=summary, recipe=dict(TINY_TRAIN),
                                  warnings=[str(w.message) for w in caught])
+
+
+def one_line_error(result, *words: str) -> str:
+    """The one ``Error: ...`` line of a failed CLI run (click's runner), checked for ``words``."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Error: "), result.stderr
+    for w in words:
+        assert w in err[0], err[0]
+    return err[0]

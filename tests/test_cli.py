@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_error
 from PIL import Image
 
 from ddrm_kit.cli import main
@@ -166,7 +167,7 @@ def test_default_model_is_the_builtin_prior(tmp_path):
         _ok(r)
         assert _size(tmp_path / "o.png") == ((16, 16), "RGB")
     else:  # a source tree without the trained weights says so in one line
-        _fails(r, "built-in prior")
+        one_line_error(r, "built-in prior")
 
 
 def test_solve_is_deterministic_under_a_seed(tmp_path, tiny_model):
@@ -331,7 +332,7 @@ def test_color_takes_a_grey_image_and_gives_colour(tmp_path, tiny_model):
     _ok(_run("solve", "--op", "color", "--model", tiny_model, "--steps", 2, "--no-progress", grey, "-o", tmp_path / "c.png"))
     assert _size(tmp_path / "c.png") == ((10, 8), "RGB")
     colour = _png(tmp_path / "rgb.png", 8, 10)
-    _fails(_run("solve", "--op", "color", "--model", tiny_model, "--no-progress", colour, "-o", tmp_path / "x.png"),
+    one_line_error(_run("solve", "--op", "color", "--model", tiny_model, "--no-progress", colour, "-o", tmp_path / "x.png"),
            "grey image")
 
 
@@ -390,17 +391,6 @@ def test_sample_writes_n_images_seeded_by_their_names(tmp_path, tiny_model):
 # Bad input: one line on stderr, non-zero exit, no traceback, nothing written or overwritten.
 
 
-def _fails(result, *words):
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    err = result.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("Error: "), result.stderr
-    for w in words:
-        assert w in err[0], err[0]
-    return err[0]
-
-
 @pytest.fixture
 def case(tmp_path, tiny_model):
     """An input image, an empty output folder, and a runner that checks the folder stays empty."""
@@ -418,43 +408,43 @@ def case(tmp_path, tiny_model):
 
 def test_error_missing_file(case):
     img, out, run = case
-    _fails(run("--op", "sr2", img.parent / "nope.png", "-o", out / "o.png"), "nope.png", "no such file")
+    one_line_error(run("--op", "sr2", img.parent / "nope.png", "-o", out / "o.png"), "nope.png", "no such file")
 
 
 def test_error_not_an_image(case):
     img, out, run = case
     bad = img.parent / "notes.png"
     bad.write_text("not an image")
-    _fails(run("--op", "sr2", bad, "-o", out / "o.png"), "not an image")
+    one_line_error(run("--op", "sr2", bad, "-o", out / "o.png"), "not an image")
 
 
 def test_error_unknown_operator_lists_close_names(case):
     img, out, run = case
-    _fails(run("--op", "inp_rando50", img, "-o", out / "o.png"), "unknown operator", "inp_random")
+    one_line_error(run("--op", "inp_rando50", img, "-o", out / "o.png"), "unknown operator", "inp_random")
 
 
 def test_error_mask_of_the_wrong_size(case):
     img, out, run = case
     mask = _png(img.parent / "mask.png", 5, 5, channels=1)
-    _fails(run("--op", "inp_mask", "--mask", mask, img, "-o", out / "o.png"), "mask", "5x5", "8x8")
+    one_line_error(run("--op", "inp_mask", "--mask", mask, img, "-o", out / "o.png"), "mask", "5x5", "8x8")
 
 
 def test_error_kernel_larger_than_image(case):
     img, out, run = case
     np.save(img.parent / "k.npy", np.ones((9, 9)))
-    _fails(run("--op", "deblur", "--kernel", img.parent / "k.npy", img, "-o", out / "o.png"), "kernel", "9x9")
+    one_line_error(run("--op", "deblur", "--kernel", img.parent / "k.npy", img, "-o", out / "o.png"), "kernel", "9x9")
 
 
 def test_error_size_the_operator_cannot_take(case):
     img, out, run = case
     odd = _png(img.parent / "odd.png", 9, 10)
-    _fails(run("--op", "sr4", "--clean", odd, "-o", out / "o.png"))
+    one_line_error(run("--op", "sr4", "--clean", odd, "-o", out / "o.png"))
 
 
 def test_error_model_path_missing(case):
     img, out, run = case
     r = _run("solve", "--op", "sr2", "--model", img.parent / "no_model", "--no-progress", img, "-o", out / "o.png")
-    _fails(r, "no_model")
+    one_line_error(r, "no_model")
     assert not any(out.iterdir())
 
 
@@ -462,7 +452,7 @@ def test_error_hub_id_while_offline(case):
     img, out, run = case
     r = _run("solve", "--op", "sr2", "--model", "nobody-here/no-such-model", "--no-progress", img, "-o", out / "o.png",
              env={"HF_HUB_OFFLINE": "1"})
-    _fails(r, "HF_HUB_OFFLINE")
+    one_line_error(r, "HF_HUB_OFFLINE")
 
 
 @pytest.mark.parametrize("opt,value,words", [("--sigma-y", "-0.1", ("--sigma-y", ">= 0")),
@@ -480,7 +470,7 @@ def test_error_bad_numbers(case, opt, value, words):
 def test_error_output_equal_to_input(case):
     img, out, run = case
     before = img.read_bytes()
-    _fails(run("--op", "deno", img, "-o", img.parent / "." / "img.png"), "input file")
+    one_line_error(run("--op", "deno", img, "-o", img.parent / "." / "img.png"), "input file")
     assert img.read_bytes() == before
 
 
@@ -488,13 +478,13 @@ def test_error_unwritable_output_folder(case):
     img, out, run = case
     blocker = img.parent / "a_file"
     blocker.write_text("x")
-    _fails(run("--op", "sr2", img, "-o", blocker / "sub" / "o.png"), "not writable")
+    one_line_error(run("--op", "sr2", img, "-o", blocker / "sub" / "o.png"), "not writable")
 
 
 @pytest.mark.parametrize("flag", [["--precision", "fp16"], ["--fp16"]])
 def test_error_fp16_on_cpu(case, flag):
     img, out, run = case
-    _fails(run("--op", "sr2", *flag, "--device", "cpu", img, "-o", out / "o.png"), "--precision fp16", "CUDA")
+    one_line_error(run("--op", "sr2", *flag, "--device", "cpu", img, "-o", out / "o.png"), "--precision fp16", "CUDA")
 
 
 def test_old_spellings_still_work(tmp_path, tiny_model):
@@ -509,17 +499,17 @@ def test_old_spellings_still_work(tmp_path, tiny_model):
 
 def test_error_vector_observation_needs_clean(case):
     img, out, run = case
-    _fails(run("--op", "cs4", img, "-o", out / "o.png"), "--clean")
+    one_line_error(run("--op", "cs4", img, "-o", out / "o.png"), "--clean")
 
 
 def test_error_jpeg_op_on_a_png(case):
     img, out, run = case
-    _fails(run("--op", "jpeg", img, "-o", out / "o.png"), "not a JPEG")
+    one_line_error(run("--op", "jpeg", img, "-o", out / "o.png"), "not a JPEG")
 
 
 def test_error_noise_with_a_codec(case):
     img, out, run = case
-    _fails(run("--op", "jpeg10", "--clean", "--sigma-y", 0.1, img, "-o", out / "o.png"), "--sigma-y")
+    one_line_error(run("--op", "jpeg10", "--clean", "--sigma-y", 0.1, img, "-o", out / "o.png"), "--sigma-y")
 
 
 def test_degrade_draws_the_noise_of_solve_clean(tmp_path, tiny_model):
@@ -536,7 +526,7 @@ def test_degrade_draws_the_noise_of_solve_clean(tmp_path, tiny_model):
 def test_degrade_refuses_to_overwrite_its_input(tmp_path):
     gt = _png(tmp_path / "gt.png", 8, 8)
     before = gt.read_bytes()
-    _fails(_run("degrade", "--op", "sr2", gt, "-o", gt), "input file")
+    one_line_error(_run("degrade", "--op", "sr2", gt, "-o", gt), "input file")
     assert gt.read_bytes() == before
 
 
@@ -591,18 +581,18 @@ def test_checkpoint_option_errors_are_one_line_and_write_nothing(tmp_path, tiny_
         assert not any(out.iterdir())
         return result
 
-    _fails(solve("--model", ckpt, "--model-config", "imagenet_265"), "unknown --model-config 'imagenet_265'")
+    one_line_error(solve("--model", ckpt, "--model-config", "imagenet_265"), "unknown --model-config 'imagenet_265'")
     # The weights are not those of the config: refused as it loads, naming --model-config.
-    _fails(solve("--model", ckpt, "--model-config", "celeba_hq"), "--model-config", "does not fit")
-    _fails(solve("--model", tiny_model, "--class-label", 3), "unconditional: drop --class-label")
-    _fails(solve("--model", tiny_model, "--model-config", "celeba_hq"), "drop --model-config")
-    _fails(solve("--model", tmp_path / "missing.pt"), "no such checkpoint file")
+    one_line_error(solve("--model", ckpt, "--model-config", "celeba_hq"), "--model-config", "does not fit")
+    one_line_error(solve("--model", tiny_model, "--class-label", 3), "unconditional: drop --class-label")
+    one_line_error(solve("--model", tiny_model, "--model-config", "celeba_hq"), "drop --model-config")
+    one_line_error(solve("--model", tmp_path / "missing.pt"), "no such checkpoint file")
 
 
 def test_sample_a_class_conditional_checkpoint(tmp_path):
     ckpt, yml = _checkpoint(tmp_path, "legacy_headch_cc_sigma_updown_ss", "cc.pt")
     common = ("sample", "--model", ckpt, "--model-config", yml, "-n", 1, "--steps", 2, "--no-progress")
-    _fails(_run(*common, "-o", tmp_path / "none"), "class-conditional (1000 classes)", "--class-label")
+    one_line_error(_run(*common, "-o", tmp_path / "none"), "class-conditional (1000 classes)", "--class-label")
     assert not (tmp_path / "none").exists()
     _ok(_run(*common, "--class-label", 3, "-o", tmp_path / "three"))
     assert _size(tmp_path / "three" / "sample_000.png") == ((32, 32), "RGB")

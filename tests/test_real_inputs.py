@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import one_line_error
 from PIL import Image
 
 from ddrm_kit.cli import main
@@ -40,17 +41,6 @@ def _run(*args):
 def _ok(result):
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
-
-
-def _error(result, *words):
-    """The one `Error: ...` line of a failed run, checked for ``words``."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    err = result.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("Error: "), result.stderr
-    for w in words:
-        assert w in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture
@@ -135,20 +125,20 @@ def test_solve_help_states_the_floor():
 @pytest.mark.parametrize("command", ["solve", "degrade"])
 def test_sigma_y_in_grey_levels_is_refused_with_the_value_meant(tmp_path, command):
     img = _png(tmp_path / "img.png", 8, 8)
-    err = _error(_run(command, "--op", "deno", "--sigma-y", 25, img, "-o", tmp_path / "o.png"), "'--sigma-y'")
+    err = one_line_error(_run(command, "--op", "deno", "--sigma-y", 25, img, "-o", tmp_path / "o.png"), "'--sigma-y'")
     assert "use 0.098" in err
 
 
 def test_nan_sigma_y_is_refused_naming_the_option(tmp_path, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
-    _error(_run("solve", "--op", "deno", "--sigma-y", "nan", img, "-o", tmp_path / "o.png"), "'--sigma-y'", "nan")
+    one_line_error(_run("solve", "--op", "deno", "--sigma-y", "nan", img, "-o", tmp_path / "o.png"), "'--sigma-y'", "nan")
 
 
 def test_steps_beyond_the_prior_are_refused_before_it_loads(tmp_path, tiny_unet_dir, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
-    _error(_run("solve", "--op", "deno", "--model", tiny_unet_dir, "--steps", 10000, img, "-o", tmp_path / "o.png"),
+    one_line_error(_run("solve", "--op", "deno", "--model", tiny_unet_dir, "--steps", 10000, img, "-o", tmp_path / "o.png"),
            "--steps 10000 is more than the prior's 1000 timesteps", "--steps 1000 or fewer")
-    _error(_run("sample", "--model", tiny_unet_dir, "--steps", 1001, "-o", tmp_path / "s"), "--steps 1001")
+    one_line_error(_run("sample", "--model", tiny_unet_dir, "--steps", 1001, "-o", tmp_path / "s"), "--steps 1001")
     assert not (tmp_path / "s").exists() and not (tmp_path / "o.png").exists()
 
 
@@ -166,7 +156,7 @@ def test_steps_beyond_the_prior_are_refused_before_it_loads(tmp_path, tiny_unet_
 ])
 def test_bad_operator_parameters_name_the_operator_and_parameter(tmp_path, args, words, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
-    _error(_run("solve", *args, img, "-o", tmp_path / "o.png"), *words)
+    one_line_error(_run("solve", *args, img, "-o", tmp_path / "o.png"), *words)
 
 
 @pytest.mark.parametrize("flag,op,words", [
@@ -176,7 +166,7 @@ def test_bad_operator_parameters_name_the_operator_and_parameter(tmp_path, args,
 def test_a_mask_or_kernel_for_an_operator_that_takes_none_is_refused(tmp_path, flag, op, words, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
     np.save(tmp_path / "f.npy", np.ones((3, 3)))
-    _error(_run("solve", "--op", op, flag, tmp_path / "f.npy", img, "-o", tmp_path / "o.png"), *words)
+    one_line_error(_run("solve", "--op", op, flag, tmp_path / "f.npy", img, "-o", tmp_path / "o.png"), *words)
 
 
 def _mask_png(path, a):
@@ -194,8 +184,8 @@ def _mask_png(path, a):
 def test_masks_that_mean_nothing_clear_are_refused(tmp_path, make, words, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
     mask = make(tmp_path)
-    _error(_run("solve", "--op", "inp_mask", "--mask", mask, img, "-o", tmp_path / "o.png"), *words)
-    _error(_run("degrade", "--op", "inp_mask", "--mask", mask, img, "-o", tmp_path / "d.png"), *words)
+    one_line_error(_run("solve", "--op", "inp_mask", "--mask", mask, img, "-o", tmp_path / "o.png"), *words)
+    one_line_error(_run("degrade", "--op", "inp_mask", "--mask", mask, img, "-o", tmp_path / "d.png"), *words)
 
 
 def test_jpeg_qf_on_a_jpeg_of_another_quality_suggests_op_jpeg(tmp_path, tiny_unet_dir):
@@ -230,7 +220,7 @@ def _missing(kind):
 def test_every_bad_device_is_one_line(tmp_path, device, words, command, no_model_load):
     img = _png(tmp_path / "img.png", 8, 8)
     args = ("--op", "deno", img, "-o", tmp_path / "o.png") if command == "solve" else ("-o", tmp_path / "s")
-    _error(_run(command, "--device", device, *args), "'--device'", *words)
+    one_line_error(_run(command, "--device", device, *args), "'--device'", *words)
 
 
 def test_operators_move_to_mps_in_float32():
@@ -271,7 +261,7 @@ def test_a_bad_explicit_file_stops_before_any_work(tmp_path, no_model_load):
     good = _png(tmp_path / "a.png", 8, 8)
     bad = tmp_path / "b.png"
     bad.write_bytes(b"not an image")
-    _error(_run("solve", "--op", "sr2", good, bad, "-o", tmp_path / "out"), "b.png")
+    one_line_error(_run("solve", "--op", "sr2", good, bad, "-o", tmp_path / "out"), "b.png")
     assert not (tmp_path / "out").exists()
 
 
@@ -306,16 +296,16 @@ def little_memory(monkeypatch):
 def test_an_image_too_big_for_the_memory_is_refused_from_its_header(tmp_path, tiny_unet_dir, little_memory,
                                                                      no_model_load):
     img = _png(tmp_path / "big.png", 64, 48)
-    err = _error(_run("solve", "--op", "sr4", "--model", tiny_unet_dir, img, "-o", tmp_path / "new" / "o.png"),
+    err = one_line_error(_run("solve", "--op", "sr4", "--model", tiny_unet_dir, img, "-o", tmp_path / "new" / "o.png"),
                  "big.png: the restoration with --op sr4 at 192x256 needs about", "MB (network",
                  "but 1.0 MB are free on this machine: crop or downscale it")
     assert "operator" in err and not (tmp_path / "new").exists()
 
 
 def test_sample_refuses_a_size_too_big_for_the_memory(tmp_path, tiny_unet_dir, little_memory, no_model_load):
-    _error(_run("sample", "--model", tiny_unet_dir, "--size", 256, 256, "-n", 1, "-o", tmp_path / "s"),
+    one_line_error(_run("sample", "--model", tiny_unet_dir, "--size", 256, 256, "-n", 1, "-o", tmp_path / "s"),
            "sampling at 256x256 needs about", "use a smaller --size")
-    _error(_run("sample", "--model", tiny_unet_dir, "--size", 16, 16, "-n", 8, "--batch-size", 8, "-o", tmp_path / "s"),
+    one_line_error(_run("sample", "--model", tiny_unet_dir, "--size", 16, 16, "-n", 8, "--batch-size", 8, "-o", tmp_path / "s"),
            "sampling at 16x16 in batches of 8 needs", "use --batch-size 1")
 
 
@@ -328,7 +318,7 @@ def test_a_big_image_gives_no_pillow_warning(tmp_path, tiny_unet_dir, monkeypatc
                  img, "-o", tmp_path / "o.png"))
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # over Pillow's hard limit (twice the warning's)
-    _error(_run("solve", "--op", "deno", "--sigma-y", 0.1, img, "-o", tmp_path / "p.png"),
+    one_line_error(_run("solve", "--op", "deno", "--sigma-y", 0.1, img, "-o", tmp_path / "p.png"),
            "img.png", "decompression bomb")
 
 
@@ -350,9 +340,9 @@ def test_the_memory_estimate_scales_with_its_model():
 
 def test_a_late_error_leaves_no_output_folder(tmp_path):
     img = _png(tmp_path / "img.png", 8, 8)
-    _error(_run("solve", "--op", "sr2", "--model", tmp_path / "no_model", img, "-o", tmp_path / "new" / "deep"),
+    one_line_error(_run("solve", "--op", "sr2", "--model", tmp_path / "no_model", img, "-o", tmp_path / "new" / "deep"),
            "no_model")
-    _error(_run("sample", "--model", tmp_path / "no_model", "-o", tmp_path / "new" / "s"), "no_model")
+    one_line_error(_run("sample", "--model", tmp_path / "no_model", "-o", tmp_path / "new" / "s"), "no_model")
     assert not (tmp_path / "new").exists()
 
 

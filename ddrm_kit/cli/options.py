@@ -186,6 +186,14 @@ def precision_option(choices: Sequence[str] = tuple(PRECISIONS), default: str = 
                         help=help or "Network precision: fp32, fp16 (CUDA only) or bf16; DDRM's spectral algebra stays fp32.")
 
 
+def network_options(fn: Callable) -> Callable:
+    """``--device --precision --channels-last --compile`` (and the hidden ``--fp16``), as ``solve`` and ``sample`` take them."""
+    fp16 = click.option("--fp16", is_flag=True, hidden=True)  # the old spelling of --precision fp16
+    for option in reversed((device_option, precision_option(), fp16, channels_last_option, compile_option)):
+        fn = option(fn)
+    return fn
+
+
 def sampler_options(fn: Callable) -> Callable:
     """``--steps --eta --eta-b --clip-denoised --average``, as ``solve`` and ``bench`` take them."""
     for option in reversed((steps_option, eta_option, eta_b_option, clip_option, average_option)):

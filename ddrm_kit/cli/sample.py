@@ -11,9 +11,8 @@ from ddrm_kit.errors import DDRMError
 from .errors import Command
 from .files import check_precision, check_writable, describe, load_prior, memory_problem, to_device
 from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_info
-from .options import (at_least, batch_size_option, channels_last_option, class_label_option, compile_option,
-                      device_option, model_config_option, model_option, output_option, precision_option,
-                      progress_option, seed_option, unit_interval)
+from .options import (at_least, batch_size_option, class_label_option, model_config_option, model_option,
+                      network_options, output_option, progress_option, seed_option, unit_interval)
 
 
 @click.command("sample", cls=Command)
@@ -29,11 +28,7 @@ from .options import (at_least, batch_size_option, channels_last_option, class_l
               help="DDIM/DDRM eta: 1 = ancestral, 0 = deterministic.")
 @seed_option
 @batch_size_option(4, "Samples drawn together.")
-@device_option
-@precision_option()
-@click.option("--fp16", is_flag=True, hidden=True)  # the old spelling of --precision fp16
-@channels_last_option
-@compile_option
+@network_options
 @progress_option
 @output_option("Output folder (sample_000.png, ...).")
 def sample_command(model: str | None, model_config: str | None, class_label: int | None, num: int,

@@ -20,9 +20,9 @@ from .files import (check_precision, describe, jpeg_quality_note, load_prior, me
                     read_image, resolve_inputs, to_device)
 from .groups import Group, as_observed, build, fit, grey_y, observation, same_shape
 from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_info
-from .options import (batch_size_option, channels_last_option, class_label_option, compile_option, device_option,
-                      kernel_option, mask_option, model_config_option, model_option, op_option, output_option,
-                      params_option, precision_option, progress_option, sampler_options, seed_option, sigma_y_option)
+from .options import (batch_size_option, class_label_option, kernel_option, mask_option, model_config_option,
+                      model_option, network_options, op_option, output_option, params_option, progress_option,
+                      sampler_options, seed_option, sigma_y_option)
 from .palette import load_palette, missing_op, palette_run, palette_task
 from .params import operator_params
 
@@ -51,11 +51,7 @@ JPEG_FILE = "jpeg"
 @click.option("--clean", is_flag=True, help="INPUT is a clean image: degrade it (with --sigma-y noise), restore, "
                                             "and print PSNR/SSIM of H_pinv(y) and of the result.")
 @batch_size_option(4, "Images of the same size restored together.")
-@device_option
-@precision_option()
-@click.option("--fp16", is_flag=True, hidden=True)  # the old spelling of --precision fp16
-@channels_last_option
-@compile_option
+@network_options
 @progress_option
 @output_option("Output .png (one input) or folder (several inputs / a folder). "
                "Default: INPUTNAME_OP.png in the current folder.", required=False)
