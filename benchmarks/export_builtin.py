@@ -27,11 +27,13 @@ def main(run: str, dest: str) -> None:
     out = export_prior(run, dest)
     weights = out / "diffusion_pytorch_model.safetensors"
     with open(Path(run) / HOLDOUT_CSV, newline="") as f:
-        last = list(csv.DictReader(f))[-1]
+        header, *rows = list(csv.reader(f))
+    last = dict(zip(header, rows[-1]))
+    # the fifth column is the EMA loss on the fixed crops; its name says whether they were held out
     click.echo(
         f"exported {run} -> {out} ({weights.stat().st_size / 2**20:.1f} MiB): step {last['step']}, "
         f"{last['images_seen']} crops, {float(last['train_seconds']) / 3600:.2f} h of training, "
-        f"held-out loss (EMA) {last['holdout_loss_ema']}"
+        f"{header[4]} {rows[-1][4]}"
     )
     if not (Path(run) / CHECKPOINT).exists():
         click.echo("warning: the run has no checkpoint.pt; it cannot be resumed", err=True)

@@ -150,7 +150,7 @@ def test_run_loads_as_its_ema_net_and_its_holdout_uses_fixed_conditions(sr2_run:
     loss = holdout_loss(ema, holdout, ac, torch.device("cpu"), "fp32", cfg, hold_c)
     with open(sr2_run / HOLDOUT_CSV, newline="") as f:
         last = list(csv.DictReader(f))[-1]
-    assert last["holdout_eps_mse_ema"] == f"{loss:.6f}"
+    assert last["train_crops_eps_mse_ema"] == f"{loss:.6f}"
 
 
 def test_export_keeps_the_task(sr2_run: Path, tmp_path: Path) -> None:

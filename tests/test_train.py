@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,10 +26,10 @@ from ddrm_kit.errors import DDRMError, TrainingDataNotFoundError, TrainingError
 from ddrm_kit.train import CHECKPOINT, CONFIG_JSON, HOLDOUT_CSV, TrainConfig, export_prior, train, unet_config
 from ddrm_kit.train.data import load_images
 
-# every fixture folder holds a corrupt file on purpose; the tests that check its warning record it anyway
-pytestmark = pytest.mark.filterwarnings("ignore:skipping unreadable image")
+TINY = dict(size=16, channels=(8, 16), batch=4, precision="fp32", progress=False)
 
-HOLDOUT_HEADER = "step,images_seen,train_seconds,train_loss,holdout_eps_mse_ema,lr"
+# the shared run's folder holds six images, too few to hold any out: its loss is on fixed training crops
+HOLDOUT_HEADER = "step,images_seen,train_seconds,train_loss,train_crops_eps_mse_ema,lr"
 
 
 def _state(run: Path) -> dict:
@@ -50,6 +51,20 @@ def _assert_same_state(a: dict, b: dict) -> None:
     assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
 
 
+def _cli_recipe(recipe: dict) -> list[str]:
+    """The command-line options of the shared run's recipe."""
+    return ["--size", str(recipe["size"]), "--channels", ",".join(map(str, recipe["channels"])),
+            "--batch-size", str(recipe["batch"]), "--precision", recipe["precision"], "--no-progress"]
+
+
+def _images(folder: Path, n: int, size: int = 16) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(n)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
 def _no_temporary_files(folder: Path) -> bool:
     return not [p for p in folder.rglob(".*") if ".export." in p.name or p.name.endswith(".tmp")]
 
@@ -58,8 +73,7 @@ def test_run_folder_loads_as_pretrained_and_resumable(trained_run) -> None:
     from diffusers import DDPMScheduler, UNet2DModel
 
     run, summary = trained_run.run, trained_run.summary
-    assert (summary["step"], summary["images_seen"], summary["out"]) == (24, 96, str(run))
-    assert any("skipping unreadable image" in w and "corrupt.png" in w for w in trained_run.warnings)
+    assert (summary["step"], summary["images_seen"], summary["held_out_images"], summary["out"]) == (24, 96, 0, str(run))
 
     ckpt = _state(run)
     # resuming runs made by earlier versions depends on these keys
@@ -83,7 +97,8 @@ def test_run_folder_loads_as_pretrained_and_resumable(trained_run) -> None:
     assert sched.config.prediction_type == "epsilon"
     assert sched.config.beta_schedule == "linear"
     torch.testing.assert_close(sched.betas[[0, -1]], torch.tensor([1e-4, 0.02]))
-    assert json.loads((run / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DModel"]
+    index = json.loads((run / "model_index.json").read_text())
+    assert (index["_class_name"], index["unet"]) == ("DDPMPipeline", ["diffusers", "UNet2DModel"])
 
     rows = (run / HOLDOUT_CSV).read_text().splitlines()
     assert len(rows) == 2 and rows[0] == HOLDOUT_HEADER
@@ -93,13 +108,14 @@ def test_run_folder_loads_as_pretrained_and_resumable(trained_run) -> None:
     assert _no_temporary_files(run)
 
 
-def test_load_images_reads_rgb_and_skips_what_it_cannot_use(trained_run) -> None:
+def test_load_images_reads_rgb_and_skips_what_it_cannot_use(trained_run, capsys) -> None:
     data = trained_run.data
-    with pytest.warns(UserWarning) as caught:
-        images = load_images([data], 19)
-    messages = [str(w.message) for w in caught]
-    assert any(m.startswith(f"skipping unreadable image {data / 'corrupt.png'}: ") for m in messages)
-    assert f"skipping {data / 'grey.png'}: 18x18 is smaller than --size 19" in messages
+    images = load_images([data], 19)
+    # one plain note per skipped file, in the order found: no warning, no source line
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: skipped {data / 'corrupt.png'}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)",
+        f"note: skipped {data / 'grey.png'}: 18x18 is smaller than the 19x19 training crops",
+    ]
 
     # sorted by path, nested folders included, every image RGB uint8 as decoded
     names = ["0.png", "1.png", "2.png", "3.png", "sub/nested.jpg"]
@@ -141,11 +157,9 @@ def test_conv_only_unet_takes_any_multiple_of_its_downsampling() -> None:
 def test_resume_after_kill(trained_run, tmp_path: Path) -> None:
     """Kill -9 a running trainer after a checkpoint; --resume continues from that step bit-exactly."""
     recipe = trained_run.recipe
-    tiny_cli = ["--size", str(recipe["size"]), "--channels", ",".join(map(str, recipe["channels"])),
-                "--batch-size", str(recipe["batch"]), "--precision", recipe["precision"], "--no-progress"]
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ddrm_kit.train", "--data", str(trained_run.data), "-o", str(out), *tiny_cli,
+        [sys.executable, "-m", "ddrm_kit.train", "--data", str(trained_run.data), "-o", str(out), *_cli_recipe(recipe),
          "--steps", "1000000", "--checkpoint-every", "0.002"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -178,6 +192,119 @@ def test_resume_after_kill(trained_run, tmp_path: Path) -> None:
     rows = (out / HOLDOUT_CSV).read_text().splitlines()
     assert rows[: len(rows_before)] == rows_before and len(rows) == len(rows_before) + 1
     assert rows[-1].startswith(f"{target},{recipe['batch'] * target},")
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_the_step_checkpoints_and_exits_128_plus_it(trained_run, tmp_path: Path, signum: int, code: int,
+                                                                word: str) -> None:
+    """Ctrl-C or SIGTERM mid-run: one line, a checkpoint at a step's end that resumes bit-exactly, status 130 / 143."""
+    recipe = trained_run.recipe
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddrm_kit.train", "--data", str(trained_run.data), "-o", str(out), *_cli_recipe(recipe),
+         "--steps", "1000000", "--checkpoint-every", "0.002"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background job ignores SIGINT, and so would the trainer started from it: give it a terminal's
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / CHECKPOINT).exists():  # the first periodic checkpoint: steps are under way
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the trainer wrote no checkpoint: {proc.poll()=}")
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    stopped = _state(out)
+    lines = stderr.splitlines()
+    assert [line for line in lines if line.startswith(word)] == [f"{word}: writing a checkpoint (continue with --resume)"]
+    assert lines[-2].startswith(word) and lines[-1].startswith(f"checkpoint: step {stopped['step']}, ")
+    assert (out / HOLDOUT_CSV).read_text().splitlines()[-1].startswith(f"{stopped['step']},")
+
+    target = stopped["step"] + 2
+    train(trained_run.data, tmp_path / "straight", steps=target, **recipe)
+    train([], out, steps=target, resume=True, **recipe)
+    _assert_same_state(_state(out), _state(tmp_path / "straight"))
+
+
+def test_help_states_the_exit_codes_of_a_stop() -> None:
+    text = " ".join(CliRunner().invoke(train_command, ["--help"]).output.split())
+    assert "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint and exits with status 130 or 143" in text
+
+
+def test_bad_files_are_one_plain_note_each(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data", 3)
+    (data / "corrupt.png").write_bytes(b"not an image")
+    (data / "empty.jpg").write_bytes(b"")
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(data / "small.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(train_command, ["--data", str(data), "-o", str(tmp_path / "run"),
+                                                    *_cli_recipe(TINY), "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert not caught
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [
+        f"note: skipped {data / 'corrupt.png'}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)",
+        f"note: skipped {data / 'empty.jpg'}: not an image file Pillow can read (use PNG, JPEG, BMP or TIFF)",
+        f"note: skipped {data / 'small.png'}: 12x8 is smaller than the 16x16 training crops",
+    ]
+    assert "Warning" not in result.output and "warn(" not in result.output
+    assert "3 training images (none held out: under 50 images)" in result.stderr
+
+
+def test_the_fixed_batch_loss_is_named_by_what_it_measures(tmp_path: Path) -> None:
+    """Under 50 images nothing is held out: the loss is on fixed training crops, and says so everywhere."""
+    runner = CliRunner()
+    few = tmp_path / "few"
+    result = runner.invoke(train_command, ["--data", str(_images(tmp_path / "d4", 4)), "-o", str(few),
+                                           *_cli_recipe(TINY), "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert "held-out loss" not in result.output
+    assert "(none held out: under 50 images)" in result.stderr
+    assert "checkpoint: step 1, loss on fixed training crops (EMA) " in result.stderr
+    assert ", loss on fixed training crops " in result.stdout and result.stdout.startswith("done: step 1,")
+    assert (few / HOLDOUT_CSV).read_text().splitlines()[0] == HOLDOUT_HEADER
+
+    many = tmp_path / "many"
+    result = runner.invoke(train_command, ["--data", str(_images(tmp_path / "d50", 50)), "-o", str(many),
+                                           *_cli_recipe(TINY), "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert "training crops" not in result.output
+    assert "48 training images (2 held out)" in result.stderr
+    assert "checkpoint: step 1, held-out loss (EMA) " in result.stderr and ", held-out loss " in result.stdout
+    assert (many / HOLDOUT_CSV).read_text().splitlines()[0] == HOLDOUT_HEADER.replace("train_crops", "holdout")
+
+    # a run begun before the name keeps its file's header, so the column reads the same all the way down
+    old_header = HOLDOUT_HEADER.replace("train_crops", "holdout")
+    rows = (few / HOLDOUT_CSV).read_text().splitlines()
+    (few / HOLDOUT_CSV).write_text("\r\n".join([old_header, *rows[1:]]) + "\r\n")
+    result = runner.invoke(train_command, ["-o", str(few), "--resume", "--no-progress", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    rows = (few / HOLDOUT_CSV).read_text().splitlines()
+    assert rows[0] == old_header and len(rows) == 3 and rows[2].startswith("2,8,")
+
+
+def test_palette_run_claims_no_diffusers_pipeline(trained_run, tmp_path: Path) -> None:
+    """DDPMPipeline cannot sample a 6-channel UNet: a Palette run has no model_index.json, and loads as Palette."""
+    from ddrm_kit.palette_model import load_palette_prior
+
+    out = tmp_path / "palette"
+    train(trained_run.data, out, steps=1, palette="color", **trained_run.recipe)
+    assert not (out / "model_index.json").exists()
+    assert load_palette_prior(out, device="cpu").conditional
+    # an earlier trainer's Palette run has DDPMPipeline's index: its next checkpoint removes it
+    (out / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
+    train([], out, steps=2, resume=True, **trained_run.recipe)
+    assert not (out / "model_index.json").exists()
+    assert load_palette_prior(out, device="cpu").conditional
 
 
 def test_run_loads_with_load_prior(trained_run) -> None:
@@ -232,7 +359,7 @@ def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
         train(empty, tmp_path / "run", steps=1, **tiny)
     assert isinstance(info.value, DDRMError) and isinstance(info.value, FileNotFoundError)
     (empty / "broken.jpg").write_bytes(b"\xff\xd8 truncated")  # unreadable files are skipped, not counted
-    with pytest.warns(UserWarning, match="broken.jpg"), pytest.raises(TrainingDataNotFoundError, match="no readable image"):
+    with pytest.raises(TrainingDataNotFoundError, match="no readable image"):
         train(empty, tmp_path / "run", steps=1, **tiny)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(tmp_path / "missing", tmp_path / "run", steps=1, **tiny)

@@ -139,7 +139,8 @@ def test_v_prediction_run_loads_as_epsilon(photos, tmp_path: Path) -> None:
     saved = json.loads((out / CONFIG_JSON).read_text())
     assert (saved["prediction"], saved["loss_weighting"], saved["snr_gamma"]) == ("v_prediction", "min_snr", 4.0)
     assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
-    assert (out / HOLDOUT_CSV).read_text().splitlines()[0].split(",")[4] == "holdout_eps_mse_ema"
+    # four images: none held out, so the ε error is on fixed training crops
+    assert (out / HOLDOUT_CSV).read_text().splitlines()[0].split(",")[4] == "train_crops_eps_mse_ema"
 
     prior = load_prior(out, device="cpu", channels_last=False)
     unet = UNet2DModel.from_pretrained(out, subfolder="unet")
@@ -190,3 +191,37 @@ def test_run_of_an_older_trainer_resumes_with_its_behaviour(photos, tmp_path: Pa
     legacy = TrainConfig.from_dict({"data": ["d"], "channels": [8, 16, 16], "attention": True})
     assert legacy.attention_levels == 2 and legacy.channels == (8, 16, 16)
     assert TrainConfig.from_dict({"data": ["d"], "channels": [8, 16], "attention": True}).attention_levels == 1
+
+
+def test_resume_notes_the_given_options_its_recipe_overrides(photos, tmp_path: Path, capsys) -> None:
+    """--resume keeps the run's recipe: one note names each option given with another value, and the value kept."""
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(train_command, ["--data", str(photos), "-o", str(out), *TINY_CLI, "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    notes = lambda result: [line for line in result.stderr.splitlines() if line.startswith("note:")]  # noqa: E731
+
+    # the run's own values given again, or no recipe option at all (defaults differ from the run's): no note
+    for args, steps in ([*TINY_CLI], "2"), (["--no-progress", "--lr", "5e-4"], "3"):
+        result = runner.invoke(train_command, ["-o", str(out), "--resume", *args, "--steps", steps])
+        assert result.exit_code == 0, result.output
+        assert notes(result) == []
+
+    result = runner.invoke(train_command, ["-o", str(out), "--resume", "--no-progress", "--steps", "4", "--size", "32",
+                                           "--lr", "0.001", "--channels", "8,16,16", "--batch-size", "4",
+                                           "--late-size", "32", "--late-from", "9"])
+    assert result.exit_code == 0, result.output
+    assert notes(result) == [
+        f"note: {out} continues with its own recipe: it keeps --size 16 (not 32), --channels 8,16 (not 8,16,16), "
+        "--lr 0.0005 (not 0.001), --late-size none (not 32), --late-from none (not 9); "
+        "train another -o/--output to change them"]
+    saved = json.loads((out / CONFIG_JSON).read_text())
+    assert (saved["size"], saved["channels"], saved["lr"], saved["late_size"]) == (16, [8, 16], 5e-4, None)
+    assert _state(out)["step"] == 4
+
+    # the Python API notes the options set to other than their defaults
+    capsys.readouterr()
+    train([], out, steps=5, resume=True, **{**TINY, "ema": 0.99})
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"note: {out} continues with its own recipe: it keeps --ema 0.999 (not 0.99); "
+        "train another -o/--output to change them")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .errors import Command
 from .options import (batch_size_option, device_option, output_option, params_option, precision_option,
@@ -47,7 +48,9 @@ def train_command(data: tuple[str, ...], output: str, channels: str, batch_size:
     """Train a diffusion prior with DDPM (Ho et al. 2020) on a folder of images.
 
     The output folder loads with `ddrm solve --model OUT` and `ddrm_kit.load_prior(OUT)`.
-    Kill it any time and continue with --resume.
+    Kill it any time and continue with --resume, which keeps the run's recipe (a note names the
+    options given that it ignores). Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a
+    checkpoint and exits with status 130 or 143 (128 + the signal); a second Ctrl-C stops at once.
 
     \b
     With --palette OP it trains a Palette model for that operator instead: each crop x0 is
@@ -55,7 +58,7 @@ def train_command(data: tuple[str, ...], output: str, channels: str, batch_size:
     UNet learns the noise from the condition H_pinv(y) (missing pixels filled with noise) next to
     the noisy image. palette.json in OUT records the task; `ddrm solve --model OUT` restores it.
     """
-    from ddrm_kit.train import legacy_attention_levels, parse_channels, train
+    from ddrm_kit.train import Interrupted, legacy_attention_levels, loss_name, parse_channels, train
 
     if steps is not None and minutes is not None:
         raise click.UsageError("give either --steps or --minutes, not both")
@@ -69,14 +72,21 @@ def train_command(data: tuple[str, ...], output: str, channels: str, batch_size:
     if palette is None and (params or sigma_y):
         raise click.UsageError("-p and --sigma-y describe the task of a Palette model: give --palette OP")
     palette_params = _palette_params(palette, params) if palette is not None else None
-    # the library's sigma_y is in [-1, 1] units, twice the pixel units of --sigma-y
-    summary = train(list(data), output, channels=widths, batch=batch_size, steps=steps, minutes=minutes,
-                    attention_levels=attention_levels, palette=palette, palette_params=palette_params,
-                    sigma_y=2.0 * sigma_y, **options)
+    ctx = click.get_current_context()
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    # the recipe's names for the options that are spelled otherwise here
+    explicit = {{"batch_size": "batch", "attention": "attention_levels"}.get(name, name) for name in given}
+    try:
+        # the library's sigma_y is in [-1, 1] units, twice the pixel units of --sigma-y
+        summary = train(list(data), output, channels=widths, batch=batch_size, steps=steps, minutes=minutes,
+                        attention_levels=attention_levels, palette=palette, palette_params=palette_params,
+                        sigma_y=2.0 * sigma_y, explicit=explicit, **options)
+    except Interrupted as stop:  # the trainer has said so on stderr and written its checkpoint
+        raise click.exceptions.Exit(stop.exit_code) from None
     click.echo(
         f"done: step {summary['step']}, {summary['images_seen']} images, "
-        f"{summary['train_seconds'] / 60:.1f} min of training, held-out loss {summary['holdout_loss']:.5f}; "
-        f"model in {summary['out']}"
+        f"{summary['train_seconds'] / 60:.1f} min of training, "
+        f"{loss_name(summary['held_out_images'])} {summary['holdout_loss']:.5f}; model in {summary['out']}"
     )
 
 

@@ -37,6 +37,9 @@ CONFIG_JSON = "train_config.json"
 # unweighted mean squared ε error of the EMA weights (a v-prediction converted to ε), so runs compare.
 # Files begun before the column's rename keep "holdout_loss_ema": the same ε error (every run then was ε).
 HOLDOUT_COLUMNS = ["step", "images_seen", "train_seconds", "train_loss", "holdout_eps_mse_ema", "lr"]
+# A run that holds no image out (under 50) measures that error on fixed crops of its training images and
+# names the column so; its files begun before this name say holdout_eps_mse_ema and keep that header.
+TRAIN_CROPS_COLUMN = "train_crops_eps_mse_ema"
 
 
 def check_run_folder(out: Path) -> None:
@@ -115,14 +118,14 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
         write_palette_task(out, PaletteTask(**cfg.palette))
 
 
-def append_holdout_row(out: Path, row: list[Any]) -> None:
-    """Add one checkpoint's line to holdout.csv (with the header when the file is new)."""
+def append_holdout_row(out: Path, row: list[Any], held_out: bool) -> None:
+    """Add one checkpoint's line to holdout.csv (with the header when the file is new; see TRAIN_CROPS_COLUMN)."""
     path = out / HOLDOUT_CSV
     old = path.read_bytes() if path.exists() else b""
     lines = io.StringIO()
     writer = csv.writer(lines)  # csv's own "\r\n" line ends, as in the files of earlier runs
     if not old:
-        writer.writerow(HOLDOUT_COLUMNS)
+        writer.writerow(HOLDOUT_COLUMNS if held_out else [*HOLDOUT_COLUMNS[:4], TRAIN_CROPS_COLUMN, *HOLDOUT_COLUMNS[5:]])
     writer.writerow(row)
     write_bytes(path, old + lines.getvalue().encode())
 
@@ -139,20 +142,24 @@ def _staged(dest: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_pretrained(model, scheduler, out: Path) -> None:
-    """Save the UNet (safetensors) and scheduler in the DDPMPipeline layout."""
+def save_pretrained(model, scheduler, out: Path, palette: bool) -> None:
+    """Save the UNet (safetensors) and scheduler as ``unet/`` + ``scheduler/``, a prior's with DDPMPipeline's index."""
     import diffusers
 
     with _staged(out) as tmp:
         model.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
-        index = {
-            "_class_name": "DDPMPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "scheduler": ["diffusers", "DDPMScheduler"],
-            "unet": ["diffusers", "UNet2DModel"],
-        }
-        (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+        # DDPMPipeline cannot sample a Palette model's 6-channel UNet; load_palette_prior reads no index
+        if not palette:
+            index = {
+                "_class_name": "DDPMPipeline",
+                "_diffusers_version": diffusers.__version__,
+                "scheduler": ["diffusers", "DDPMScheduler"],
+                "unet": ["diffusers", "UNet2DModel"],
+            }
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+    if palette:
+        (out / "model_index.json").unlink(missing_ok=True)  # the index that earlier trainers wrote
 
 
 def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "float16") -> Path:

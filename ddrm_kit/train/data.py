@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import warnings
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from ddrm_kit.errors import ImageFileError, ImageNotFoundError, TrainingDataNotF
 
 from .recipe import TrainConfig, min_image_side
 
-# A folder of 50+ images holds 1 in 25 out for the held-out loss, at most this many.
+# A folder of HOLDOUT_MIN_IMAGES+ images holds 1 in 25 out for the held-out loss, at most HOLDOUT_MAX_IMAGES.
+HOLDOUT_MIN_IMAGES = 50
 HOLDOUT_MAX_IMAGES = 16
 
 
@@ -38,7 +39,7 @@ def load_rgb(path: Path) -> np.ndarray:
 def load_images(folders: Sequence[str | os.PathLike], size: int) -> list[np.ndarray]:
     """Decode every image under the folders once into RGB uint8 arrays (H, W, 3).
 
-    Unreadable files and images smaller than the crop size are skipped with a warning
+    Unreadable files and images smaller than the crop size are skipped with one note each on stderr
     (training images are never resized: that would change their statistics).
     """
     return [image for _, image in _load_named(folders, size)]
@@ -57,10 +58,10 @@ def _load_named(folders: Sequence[str | os.PathLike], size: int) -> list[tuple[P
         try:
             arr = load_rgb(path)
         except (ImageFileError, ImageNotFoundError) as exc:
-            warnings.warn(f"skipping unreadable image {exc}", stacklevel=3)
+            _skipped(path, str(exc).removeprefix(f"{path}: "))
             continue
         if min(arr.shape[:2]) < size:
-            warnings.warn(f"skipping {path}: {arr.shape[1]}x{arr.shape[0]} is smaller than --size {size}", stacklevel=3)
+            _skipped(path, f"{arr.shape[1]}x{arr.shape[0]} is smaller than the {size}x{size} training crops")
             continue
         images.append((path, arr))
     if not images:
@@ -69,6 +70,11 @@ def _load_named(folders: Sequence[str | os.PathLike], size: int) -> list[tuple[P
             f"no readable image of at least {size}x{size} pixels under {names}; pass a folder of PNG/JPEG images"
         )
     return images
+
+
+def _skipped(path: Path, reason: str) -> None:
+    # A plain line, not a warning: a folder of bad files is the user's to fix, not a fault in the code.
+    print(f"note: skipped {path}: {reason}", file=sys.stderr)
 
 
 def random_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,11 +92,11 @@ def random_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random
 def split_holdout(n_images: int, seed: int) -> tuple[list[int], list[int]]:
     """Indices of training and held-out images: 1 in 25 held out (at most 16) once there are 50+ images.
 
-    Smaller folders keep every image for training and measure the held-out loss on fixed crops
-    of the training images instead (still a fixed, comparable number across checkpoints).
+    Smaller folders keep every image for training and measure the loss on fixed crops of the
+    training images instead (still a fixed, comparable number across checkpoints, but no held-out loss).
     """
     order = np.random.default_rng(seed + 12345).permutation(n_images)
-    n_hold = min(HOLDOUT_MAX_IMAGES, n_images // 25) if n_images >= 50 else 0
+    n_hold = min(HOLDOUT_MAX_IMAGES, n_images // 25) if n_images >= HOLDOUT_MIN_IMAGES else 0
     hold = sorted(order[:n_hold].tolist())
     train = sorted(order[n_hold:].tolist())
     return train, hold

@@ -1,16 +1,19 @@
 """The training loop: DDPM (Ho et al. 2020, Algorithm 1) with the recipe's objective, bfloat16 autocast,
-the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C; Palette runs (Saharia et al.
-2022, Algorithm 1) add the condition of each crop to the network's input."""
+the held-out loss at each checkpoint, and stopping cleanly on SIGTERM or Ctrl-C (a checkpoint, then
+:class:`Interrupted`); Palette runs (Saharia et al. 2022, Algorithm 1) add the condition of each crop to
+the network's input."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +24,30 @@ from ddrm_kit.errors import TrainingError
 from ddrm_kit.palette_model import PaletteTask
 
 from . import checkpoint as ckpt
-from .data import load_images, random_crops, split_holdout
+from .data import HOLDOUT_MIN_IMAGES, load_images, random_crops, split_holdout
 from .objective import noised, to_epsilon, training_loss
 from .pairs import Conditions, describe_task, draw_seeds, holdout_conditions, net_input, resolve_task, run_task
-from .recipe import (TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side, scheduler_config,
-                     unet_config)
+from .recipe import (RECIPE_OPTIONS, TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side,
+                     scheduler_config, unet_config)
 
 # Crops per held-out image: enough for a stable loss, cheap on a CPU.
 HOLDOUT_CROPS_PER_IMAGE = 4
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+# A KeyboardInterrupt, so that no caller's `except Exception` takes a stop for a failure.
+class Interrupted(KeyboardInterrupt):
+    """The run stopped on SIGINT (Ctrl-C) or SIGTERM after writing its checkpoint; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def loss_name(held_out_images: int) -> str:
+    """What the run's fixed-batch loss measures: a held-out loss only when images are held out."""
+    return "held-out loss" if held_out_images else "loss on fixed training crops"
 
 
 def autocast(device: torch.device, precision: str):
@@ -97,8 +115,27 @@ def _late_text(cfg: TrainConfig) -> str:
     return f" ({size}x{size}, batch {batch} from step {cfg.late_from})"
 
 
-def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume: bool, recipe: dict[str, Any]) -> TrainConfig:
-    """The run's recipe: the checkpoint's when resuming, else the one given."""
+def _option_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _note_kept_options(cfg: TrainConfig, recipe: dict[str, Any], explicit: Collection[str], out: Path) -> None:
+    """One note naming the options given for a resumed run that its saved recipe overrides, with the values kept."""
+    saved = asdict(cfg)
+    kept = [f"{option} {_option_text(saved[name])} (not {_option_text(recipe[name])})"
+            for name, option in RECIPE_OPTIONS.items() if name in explicit and recipe[name] != saved[name]]
+    if kept:
+        print(f"note: {out} continues with its own recipe: it keeps {', '.join(kept)}; "
+              "train another -o/--output to change them", file=sys.stderr)
+
+
+def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume: bool, recipe: dict[str, Any],
+            explicit: Collection[str]) -> TrainConfig:
+    """The run's recipe: the checkpoint's when resuming (noting the ``explicit`` options it overrides), else the one given."""
     if state is not None:
         if not resume:
             raise TrainingError(f"{out} already holds a training run; pass --resume to continue it or choose another -o/--output")
@@ -110,6 +147,7 @@ def _recipe(state: dict[str, Any] | None, folders: list[str], out: Path, resume:
                       else f"Palette {describe_task(PaletteTask(**cfg.palette))}")
             raise TrainingError(f"{out} trains {trains}, not --palette {describe_task(PaletteTask(**given))}: "
                                 "drop --palette and its options to continue it, or choose another -o/--output")
+        _note_kept_options(cfg, recipe, explicit, out)
         if folders:
             cfg.data = folders  # the data may move; the recipe (architecture, optimiser, seed) may not
         return cfg
@@ -149,6 +187,7 @@ def train(
     sigma_y: float = 0.0,
     threads: int | None = None,
     progress: bool = True,
+    explicit: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Train a diffusers UNet2DModel prior with DDPM (Ho et al. 2020, Algorithm 1).
 
@@ -161,11 +200,15 @@ def train(
     weighting). With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
     ``sigma_y`` in the units of [-1, 1] images) it trains a Palette model (Saharia et al. 2022): the
     network sees ``cat([c, x_t])`` with ``c = palette_condition(op, observe(op, x0, sigma_y))`` and the
-    run folder gets a ``palette.json``. Stops after ``steps`` total steps or ``minutes`` of this call
-    (or on SIGTERM / Ctrl-C), writing a checkpoint every ``checkpoint_every`` minutes and at the end.
-    With ``resume=True`` the recipe, weights, optimizer, step and RNG states come from
-    ``out/checkpoint.pt`` so the run continues exactly where the last checkpoint left it.
-    Returns a summary dict (step, images_seen, train_seconds, last held-out loss).
+    run folder gets a ``palette.json``. Stops after ``steps`` total steps or ``minutes`` of this call,
+    writing a checkpoint every ``checkpoint_every`` minutes and at the end; on SIGINT (Ctrl-C) or SIGTERM
+    it finishes the step, writes the checkpoint and raises :class:`Interrupted` (a second Ctrl-C stops at
+    once, the last checkpoint intact). With ``resume=True`` the recipe, weights, optimizer, step and RNG
+    states come from ``out/checkpoint.pt`` so the run continues exactly where the last checkpoint left it;
+    a note names the recipe options in ``explicit`` (the CLI passes those given on its command line;
+    None: those set to other than their default) whose values the run's own recipe overrides.
+    Returns a summary dict: step, images_seen, train_seconds, held_out_images and holdout_loss, the last
+    loss on the fixed batch (see :func:`loss_name`), and out.
     """
     if steps is None and minutes is None:
         raise TrainingError("give a stopping rule: --steps N or --minutes M")
@@ -182,7 +225,10 @@ def train(
                   prediction=prediction, loss_weighting=loss_weighting, snr_gamma=snr_gamma, late_size=late_size,
                   late_from=late_from, loss=loss,
                   palette=None if palette is None else resolve_task(palette, palette_params, sigma_y))
-    cfg = _recipe(state, folders, out, resume, recipe)
+    if explicit is None:
+        defaults = inspect.signature(train).parameters
+        explicit = {name for name in RECIPE_OPTIONS if recipe[name] != defaults[name].default}
+    cfg = _recipe(state, folders, out, resume, recipe, explicit)
     check_recipe(cfg)
     task = run_task(cfg)
 
@@ -222,21 +268,15 @@ def train(
     ckpt.write_config(out, cfg)
 
     n_params = sum(p.numel() for p in model.parameters())
+    held_out = f"{len(hold_idx)} held out" if hold_idx else f"none held out: under {HOLDOUT_MIN_IMAGES} images"
     print(
         f"ddrm train: {n_params / 1e6:.2f}M-parameter UNet, {len(train_images)} training images"
-        f" ({len(hold_idx)} held out), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
+        f" ({held_out}), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
         f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}"
         + ("" if task is None else f"; Palette {describe_task(task)}, {cfg.loss} loss"),
         file=sys.stderr,
     )
 
-    stop = {"flag": False}
-
-    def _request_stop(signum, frame):  # finish the current step, checkpoint, exit
-        stop["flag"] = True
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGTERM, _request_stop) if in_main_thread else None
     last_holdout = float("nan")
     run_losses: list[float] = []
 
@@ -245,13 +285,13 @@ def train(
         last_holdout = holdout_loss(ema_model, holdout, alphas_cumprod, dev, prec, cfg, hold_c)
         snapshot = ckpt.make_state(cfg, model, ema_model, opt, crop_rng, noise_gen,
                                    step=step, images_seen=images_seen, train_seconds=train_seconds)
-        ckpt.save_pretrained(ema_model, scheduler, out)
+        ckpt.save_pretrained(ema_model, scheduler, out, task is not None)
         ckpt.save_state(out, snapshot)
         mean_loss = float(np.mean(run_losses)) if run_losses else float("nan")
         ckpt.append_holdout_row(out, [step, images_seen, f"{train_seconds:.1f}", f"{mean_loss:.6f}",
-                                      f"{last_holdout:.6f}", f"{opt.param_groups[0]['lr']:.3g}"])
+                                      f"{last_holdout:.6f}", f"{opt.param_groups[0]['lr']:.3g}"], bool(hold_idx))
         run_losses.clear()
-        print(f"checkpoint: step {step}, held-out loss (EMA) {last_holdout:.5f} -> {out}", file=sys.stderr)
+        print(f"checkpoint: step {step}, {loss_name(len(hold_idx))} (EMA) {last_holdout:.5f} -> {out}", file=sys.stderr)
 
     from tqdm.auto import tqdm
 
@@ -263,12 +303,25 @@ def train(
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
+    stop: list[int] = []  # the signal that asked the run to stop
+
+    def _request_stop(signum, frame):  # finish the current step, checkpoint, exit
+        stop.append(signum)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _request_stop)
+        # only Python's own Ctrl-C handler: an ignored SIGINT (a background job's) or the caller's own stays
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _request_stop)
     start = time.monotonic()
     last_ckpt = start
     smooth_loss = None
     model.train()
     try:
-        while not stop["flag"]:
+        while not stop:
             if steps is not None and step >= steps:
                 break
             if minutes is not None and time.monotonic() - start >= 60.0 * minutes:
@@ -304,11 +357,15 @@ def train(
             if time.monotonic() - last_ckpt >= 60.0 * checkpoint_every:
                 checkpoint_now()
                 last_ckpt = time.monotonic()
-    except KeyboardInterrupt:
-        print("interrupted: writing a checkpoint", file=sys.stderr)
     finally:
         bar.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stop:
+        print(f"{'interrupted' if stop[0] == signal.SIGINT else 'terminated'}: writing a checkpoint "
+              "(continue with --resume)", file=sys.stderr)
     checkpoint_now()
-    return {"step": step, "images_seen": images_seen, "train_seconds": train_seconds, "holdout_loss": last_holdout, "out": str(out)}
+    if stop:
+        raise Interrupted(stop[0])
+    return {"step": step, "images_seen": images_seen, "train_seconds": train_seconds, "held_out_images": len(hold_idx),
+            "holdout_loss": last_holdout, "out": str(out)}

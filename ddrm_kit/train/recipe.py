@@ -14,6 +14,12 @@ LOSS_WEIGHTINGS = ("uniform", "min_snr")
 LOSSES = ("l2", "l1")
 #: What ``--attention`` (and a train_config.json of the days of that flag) means: the lowest 2 levels.
 FLAG_ATTENTION_LEVELS = 2
+#: The recipe's fields that ``ddrm train`` options set (but --palette and its task), and those options.
+RECIPE_OPTIONS = {"size": "--size", "channels": "--channels", "layers_per_block": "--layers-per-block",
+                  "attention_levels": "--attention-levels", "batch": "--batch-size", "lr": "--lr", "ema": "--ema",
+                  "seed": "--seed", "precision": "--precision", "prediction": "--prediction",
+                  "loss_weighting": "--loss-weighting", "snr_gamma": "--snr-gamma", "late_size": "--late-size",
+                  "late_from": "--late-from", "loss": "--loss"}
 
 
 @dataclass
