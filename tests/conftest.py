@@ -6,6 +6,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _empty_torch_hub(tmp_path_factory):
+    """Point torch.hub at an empty folder, so metric weights in the user's cache never change a test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's tiny-tensor tests on one thread: on the shared 2-core CPU, multi-threaded

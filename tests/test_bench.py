@@ -503,3 +503,17 @@ def test_bench_passes_model_config_and_class_label_to_load_prior(tmp_path, monke
                                        str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 1 and "stop here" in result.output
     assert seen["model"] == "celeba_hq.ckpt" and seen["config"] == "celeba_hq" and seen["class_label"] == 3
+
+
+def test_ddrm_is_the_default_method_with_20_steps_and_no_noise(tmp_path):
+    """`--method ddrm` is today's bench: BenchConfig's unset steps and sigma_y are DDRM's 20 and 0."""
+    data = tmp_path / "data"
+    _write_images(data, [(16, 16)])
+    common = dict(op="sr2", data=data, seed=1, progress=False)
+    default = run_bench(BenchConfig(output=tmp_path / "a", **common), prior=_gaussian_prior())
+    explicit = run_bench(BenchConfig(output=tmp_path / "b", method="ddrm", steps=20, sigma_y=0.0, **common),
+                         prior=_gaussian_prior())
+    assert _without_times(default) == _without_times(explicit) and default[0]["method"] == "ddrm"
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert (summary["method"], summary["steps"], summary["sigma_y"], summary["palette"]) == ("ddrm", 20, 0.0, None)
+    assert (tmp_path / "a" / "summary.md").read_text().startswith("# ddrm bench: `sr2`")

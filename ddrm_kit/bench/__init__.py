@@ -13,6 +13,11 @@ name)``: a row does not depend on the number of ranks, on ``--batch-size`` or on
 With ``--observation uint8`` it equals ``ddrm degrade`` + ``ddrm solve`` on the 8-bit file (named
 like the clean one); with ``float``, ``ddrm solve --clean``.
 
+``--method palette --model RUN`` benches a Palette model (``ddrm train --palette OP``) the same way:
+its own operator and parameters (``palette.json``), the same observations, seeds, baselines and
+scores, restored with ``palette_sampler.restore_palette`` (all T timesteps unless ``--steps``; the
+simulated noise is the model's training ``sigma_y`` unless ``--sigma-y``).
+
 Scale-out: run the same command under ``torchrun --nproc-per-node N -m ddrm_kit.bench``; images
 are sharded over the ranks (``torch.distributed``, gloo on CPU, nccl on CUDA) and rank 0 gathers
 the rows and writes the outputs.

@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ddrm_kit.errors import BenchError
+from ddrm_kit.precision import PRECISIONS
 
 from .observation import OBSERVATIONS
 from .report import existing_results
+from .scores import parse_metrics
 
-#: ``precision`` -> the torch dtype of the prior's network (``ddrm --precision`` spellings).
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+if TYPE_CHECKING:
+    from ddrm_kit.palette_model import PaletteTask
+
+#: ``--method`` values: DDRM with an unconditional prior (the default), or a Palette model for its own task.
+METHODS = ("ddrm", "palette")
+#: DDRM's ``--steps`` when none is given (a Palette model runs all its T timesteps, as ``ddrm solve`` does).
+DDRM_STEPS = 20
+
 
 
 @dataclass
 class BenchConfig:
     """Everything a bench run depends on (the CLI options, in Python)."""
 
-    op: str
+    op: str | None  # None: the Palette model's operator (--method palette); DDRM needs one
     data: Path
     output: Path
     model: str | None = None
+    method: str = "ddrm"  # "ddrm", or "palette": `model` is a Palette model folder, restored with Algorithm 2
     model_config: str | None = None  # config of a checkpoint file (ddrm_kit.checkpoints)
     class_label: int | None = None  # class of a class-conditional prior
     limit: int | None = None
     size: int | None = None
     crop: int | None = None
-    steps: int = 20
+    steps: int | None = None  # None: DDRM_STEPS for DDRM, all T timesteps for Palette
     eta: float | None = None
     eta_b: float | None = None
     clip_denoised: bool = False
     average: int = 1  # restorations averaged per image
-    sigma_y: float = 0.0  # [0, 1] pixel units, doubled for the [-1, 1] API
+    sigma_y: float | None = None  # [0, 1] pixel units (doubled for the [-1, 1] API); None: 0, Palette: its own
     observation: str = "uint8"  # "uint8": image observations rounded as a file holds them; "float": exact
     seed: int = 0
     batch_size: int = 1
@@ -40,7 +50,8 @@ class BenchConfig:
     device: str | None = None
     precision: str = "fp32"  # the prior's network: fp32, bf16, fp16 (CUDA)
     reference: bool = False
-    metric_weights: Path | None = None
+    metric_weights: Path | None = None  # LPIPS/Inception weights files (else the libraries' cache)
+    metrics: str = "auto"  # auto, none, all, or lpips,fid,kid (ddrm_kit.bench.scores)
     save_images: bool = False
     overwrite: bool = False  # replace the bench results already in `output`
     progress: bool = True
@@ -52,11 +63,73 @@ class BenchConfig:
             self.metric_weights = Path(self.metric_weights)
 
 
+def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[str]]:
+    """``cfg`` with the method's defaults filled in (operator, ``sigma_y``; DDRM's steps), the Palette task, notes.
+
+    For ``--method palette`` the operator, its parameters and the default ``sigma_y`` come from the
+    model's ``palette.json``; the options that do not apply to it are one-line errors. A Palette
+    model given to DDRM, or a DDRM prior to Palette, is refused naming the fix. Palette's steps
+    (all T) are settled once the model is loaded.
+    """
+    if cfg.method not in METHODS:
+        raise BenchError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    if cfg.method == "ddrm":
+        task = _palette_task(cfg.model)
+        if task is not None:
+            raise BenchError(f"--model {cfg.model} is a Palette model (trained for {task.operator}), not a DDRM prior: "
+                             "add --method palette")
+        if cfg.op is None:
+            raise BenchError("--op is needed with --method ddrm: name the operator (see `ddrm ops`)")
+        return replace(cfg, steps=DDRM_STEPS if cfg.steps is None else cfg.steps,
+                       sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y), None, []
+    for flag, value, unset in (("--eta", cfg.eta, None), ("--eta-b", cfg.eta_b, None),
+                               ("--clip-denoised", cfg.clip_denoised, False)):
+        if value != unset:
+            raise BenchError(f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it")
+    for flag, value in (("--model-config", cfg.model_config), ("--class-label", cfg.class_label)):
+        if value is not None:
+            raise BenchError(f"{flag} does not apply to a Palette model folder: drop it")
+    if cfg.reference:
+        raise BenchError("--reference lists published DDRM numbers, not Palette's: drop it with --method palette")
+    if cfg.model is None:
+        raise BenchError("--method palette needs --model RUN, a Palette model folder (from `ddrm train --palette OP`)")
+    if cfg.model == "builtin":
+        raise BenchError("--model builtin is the built-in DDRM prior, not a Palette model: use --method ddrm, or give "
+                         "--model RUN, a folder from `ddrm train --palette OP`")
+    if not Path(cfg.model).expanduser().is_dir():
+        raise BenchError(f"--model {cfg.model}: no such Palette model folder (from `ddrm train --palette OP`)")
+    task = _palette_task(cfg.model)
+    if task is None:
+        raise BenchError(f"--model {cfg.model} has no palette.json, so it is not a Palette model (a DDRM prior?): "
+                         "use --method ddrm, or give a folder from `ddrm train --palette OP`")
+    if cfg.op is not None and cfg.op != task.operator:
+        raise BenchError(f"--op {cfg.op}: {cfg.model} is a Palette model for {task.operator} only (its palette.json); "
+                         f"use --op {task.operator} or omit --op")
+    trained = task.sigma_y / 2.0  # palette.json is in [-1, 1] units, --sigma-y in [0, 1] pixel units
+    notes = []
+    if cfg.sigma_y is not None and cfg.sigma_y != trained:
+        notes.append(f"--sigma-y {cfg.sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
+    return replace(cfg, op=task.operator, sigma_y=trained if cfg.sigma_y is None else cfg.sigma_y), task, notes
+
+
+def _palette_task(model: str | None) -> "PaletteTask | None":
+    """The task of ``model`` when it is a local folder with ``palette.json``, else None."""
+    if model is None or model == "builtin" or not Path(model).expanduser().is_dir():
+        return None
+    from ddrm_kit.palette_model import read_palette_task
+
+    return read_palette_task(Path(model).expanduser())
+
+
 def check(cfg: BenchConfig):
-    """Refuse options the run cannot use, before data or prior are loaded; returns the operator's registry entry."""
+    """Refuse options the run cannot use, before data or prior are loaded; returns the operator's registry entry.
+
+    ``cfg`` is :func:`settle`'s (an operator and a ``sigma_y``).
+    """
     from operators.registry import get_spec
 
     spec = get_spec(cfg.op)
+    parse_metrics(cfg.metrics)  # a misspelt --metrics fails here, before anything runs
     if cfg.size is not None and cfg.crop is not None:
         raise BenchError("give either --size (resize) or --crop (native resolution), not both")
     if cfg.limit is not None and cfg.limit < 1:

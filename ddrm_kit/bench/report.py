@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddrm_kit.atomic import atomic_write, write_text
 
 from .observation import rounds, sampler_sigma
-from .scores import LPIPS_BACKBONE
 
 if TYPE_CHECKING:
     from operators.registry import OperatorSpec
@@ -20,24 +20,21 @@ if TYPE_CHECKING:
 
 CSV_NAME = "per_image.csv"
 GRID_NAME = "grid.png"
-IMAGES_DIR = "images"  # --save-images: one DDRM output per image
+IMAGES_DIR = "images"  # --save-images: the restored image (DDRM's or Palette's) of each clean one
 # The files of a run's results, in the order the command lists them (then IMAGES_DIR).
 RESULT_FILES = (CSV_NAME, "summary.md", "summary.json", GRID_NAME)
 CSV_FIELDS = ("index", "name", "method", "psnr", "psnr_uint8", "ssim", "lpips", "seconds")
 # Display names and order of the methods in summary.md.
 METHOD_LABELS = {
     "ddrm": "DDRM",
+    "palette": "Palette",
     "h_pinv": "H_pinv(y)",
     "bicubic": "bicubic upsampling of y",
     "observation": "observation y",
 }
-METRICS_NOTE_OFF = (
-    "LPIPS, FID and KID were not computed: their networks' weights are never downloaded. "
-    "For LPIPS install the optional package `lpips` and pass `--metric-weights DIR` with "
-    f"torchvision's AlexNet weights at `DIR/{LPIPS_BACKBONE.as_posix()}`. FID/KID are set-level "
-    "statistics that need thousands of images; use `--save-images` and an external tool "
-    "(e.g. torch-fidelity) on the saved outputs."
-)
+# summary.md's line when no metrics report is given (run_bench always gives one: ddrm_kit.bench.scores).
+METRICS_NOTE_OFF = ("LPIPS, FID and KID were not computed (`--metrics`, `--metric-weights`; their weights are "
+                    "never downloaded).")
 
 
 def row_order(row: dict[str, Any]) -> tuple[int, int]:
@@ -99,8 +96,8 @@ def _label_strip(labels: list[str], spans: list[tuple[int, int]], width: int):
     return np.asarray(strip)
 
 
-def write_grid(panels: dict[int, list], path: Path, baseline: str) -> None:
-    """Rows = images, columns = ground truth / observation / baseline / DDRM under their labels, white gutters."""
+def write_grid(panels: dict[int, list], path: Path, baseline: str, method: str = "ddrm") -> None:
+    """Rows = images, columns = ground truth / observation / baseline / DDRM or Palette under labels, white gutters."""
     import numpy as np
     import torch
 
@@ -121,7 +118,7 @@ def write_grid(panels: dict[int, list], path: Path, baseline: str) -> None:
             x0 += p.shape[1] + GAP
         rows.append(row)
         rows.append(np.full((GAP, width, 3), 255, np.uint8))
-    labels = ["ground truth", "observation", f"baseline: {GRID_BASELINES[baseline]}", "DDRM"]
+    labels = ["ground truth", "observation", f"baseline: {GRID_BASELINES[baseline]}", METHOD_LABELS[method]]
     grid = np.concatenate([_label_strip(labels, spans, width), *rows[:-1]])
     t = torch.from_numpy(grid).permute(2, 0, 1).unsqueeze(0).float() / 127.5 - 1.0
     save_image(t, path)
@@ -192,24 +189,39 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write(path, fill)
 
 
-def score_table(avg: dict[str, dict[str, float]]) -> list[str]:
-    """The Markdown table of the methods' mean scores (summary.md's, and what ``ddrm bench`` prints)."""
+def score_table(avg: dict[str, dict[str, float]], sets: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The Markdown table of the methods' mean scores (summary.md's, and what ``ddrm bench`` prints).
+
+    ``sets``: per method, the set-level ``fid`` and ``kid_mean``/``kid_std`` (``ddrm_kit.bench.setmetrics``).
+    """
+    sets = sets or {}
     has_lpips = all("lpips" in m for m in avg.values())
+    has_fid = bool(sets) and all("fid" in sets.get(k, {}) for k in avg)
+    has_kid = bool(sets) and all("kid_mean" in sets.get(k, {}) for k in avg)
+    head = (" LPIPS |" if has_lpips else "") + (" FID |" if has_fid else "") + (" KID x1e3 |" if has_kid else "")
     lines = [
-        "| method | PSNR (dB) | PSNR uint8 (dB) | SSIM |" + (" LPIPS |" if has_lpips else "") + " s / image |",
-        "|---|---|---|---|" + ("---|" if has_lpips else "") + "---|",
+        "| method | PSNR (dB) | PSNR uint8 (dB) | SSIM |" + head + " s / image |",
+        "|---|---|---|---|" + "---|" * head.count("|") + "---|",
     ]
     for method, m in avg.items():
-        lp = f" {m['lpips']:.4f} |" if has_lpips else ""
+        extra = f" {m['lpips']:.4f} |" if has_lpips else ""
+        if has_fid:
+            extra += f" {sets[method]['fid']:.2f} |"
+        if has_kid:
+            extra += f" {sets[method]['kid_mean'] * 1e3:.2f} ± {sets[method]['kid_std'] * 1e3:.2f} |"
         lines.append(
             f"| {METHOD_LABELS[method]} | {_fmt(m['psnr'], 2)} | {_fmt(m['psnr_uint8'], 2)} | {m['ssim']:.4f} |"
-            f"{lp} {m['seconds']:.3f} |"
+            f"{extra} {m['seconds']:.3f} |"
         )
     return lines
 
 
 def observation_text(cfg: BenchConfig, spec: OperatorSpec) -> str:
     """How the observations were stored, in words (``--observation`` and whether it applied)."""
+    if rounds(spec, cfg.observation) and cfg.method == "palette":
+        return ("rounded to 8 bits as a file holds it (--observation uint8), the y DDRM is benched on; Palette is "
+                "told no noise level, so the rounding, std 1/(255 sqrt(12)) = 0.00113 (pixel units), is noise it "
+                "does not model (--observation float: the exact y)")
     if rounds(spec, cfg.observation):
         return (f"rounded to 8 bits as a file holds it (--observation uint8); sampler sigma_y "
                 f"{sampler_sigma(cfg.sigma_y, True) / 2:.3g} (pixel units, at least the rounding noise "
@@ -222,9 +234,15 @@ def observation_text(cfg: BenchConfig, spec: OperatorSpec) -> str:
 
 def write_outputs(
     cfg: BenchConfig, spec: OperatorSpec, rows: list[dict[str, Any]], panels: dict[int, list], saved: set[str],
-    n_images: int, multiple: int, wall: float, world: int, device: str,
+    n_images: int, multiple: int, wall: float, world: int, device: str, *, palette: dict[str, Any] | None = None,
+    notes: Sequence[str] = (), metrics: dict[str, Any] | None = None,
 ) -> None:
     """Write the csv, the summaries and the grid of a finished run to ``cfg.output``.
+
+    ``palette`` (``--method palette``): ``{"task": {"operator", "params", "sigma_y"}, "timesteps": T}``, the
+    model's task with its training ``sigma_y`` in pixel units; ``notes``: the run's notes, one line each;
+    ``metrics``: ``MetricPlan.summary()`` (``ddrm_kit.bench.scores``): summary.md's lines on LPIPS/FID/KID,
+    the FID/KID per method (``sets``) and summary.json's ``metrics``.
 
     ``saved`` names the images this run wrote to ``IMAGES_DIR``; with ``cfg.overwrite`` the earlier
     run's results that this one did not replace are removed, so the folder describes one run.
@@ -232,7 +250,7 @@ def write_outputs(
     write_csv(rows, cfg.output / CSV_NAME)
     avg = means(rows)
     if panels:
-        write_grid(panels, cfg.output / GRID_NAME, grid_baseline(avg))
+        write_grid(panels, cfg.output / GRID_NAME, grid_baseline(avg), cfg.method)
     rounded = rounds(spec, cfg.observation)
     # Codecs take no --sigma-y: their quantisation is the noise.
     noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else (
@@ -241,29 +259,40 @@ def write_outputs(
     eta = "sampler default" if cfg.eta is None else f"{cfg.eta:g}"
     eta_b = "sampler default" if cfg.eta_b is None else f"{cfg.eta_b:g}"
     averaged = f", mean of {cfg.average} samples" if cfg.average > 1 else ""
-    has_lpips = all("lpips" in m for m in avg.values())
     how = preprocess_text(cfg, multiple)
     observed = observation_text(cfg, spec)
+    label = METHOD_LABELS[cfg.method]
+    if palette is None:
+        model_line = (f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); steps {cfg.steps}, eta {eta}, "
+                      f"eta_b {eta_b}{averaged}, seed {cfg.seed}"
+                      + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
+                      + " (per image: hash of seed and file name)")
+    else:
+        task, total = palette["task"], palette["timesteps"]
+        params = "".join(f" {k}={v!r}" for k, v in task["params"].items())
+        schedule = (f"all {total} timesteps (Algorithm 2)" if cfg.steps == total
+                    else f"{cfg.steps} of {total} timesteps (strided)")
+        model_line = (f"- Palette model: `{cfg.model}` ({cfg.precision}), trained for `{task['operator']}{params}` "
+                      f"with sigma_y {task['sigma_y']:g} (pixel units); {schedule}{averaged}, seed {cfg.seed} "
+                      "(per image: hash of seed and file name)")
+    title = "ddrm bench" if cfg.method == "ddrm" else f"ddrm bench --method {cfg.method}"
     lines = [
-        f"# ddrm bench: `{cfg.op}`{noise} on `{cfg.data}`",
+        f"# {title}: `{cfg.op}`{noise} on `{cfg.data}`",
         "",
         f"Command: `{cfg.command}`" if cfg.command else "Command: (Python API, `ddrm_kit.bench.run_bench`)",
         "",
         f"- images: {n_images}" + (f" (--limit {cfg.limit})" if cfg.limit else ""),
         f"- preprocessing: {how}",
         f"- observation: {observed}",
-        f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); steps {cfg.steps}, eta {eta}, eta_b {eta_b}"
-        f"{averaged}, seed {cfg.seed}"
-        + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
-        + " (per image: hash of seed and file name)",
+        model_line,
         f"- device: {device}, ranks: {world}, batch size {cfg.batch_size}; wall time {wall:.1f} s",
+        *(f"- note: {note}" for note in notes),
         "- PSNR: per image on the [0, 1]-clamped float output, then averaged (DDRM's way); "
         "PSNR uint8: after 8-bit rounding of both images; SSIM: Wang et al. 2004, per RGB channel",
         "",
-        *score_table(avg),
+        *score_table(avg, (metrics or {}).get("sets")),
     ]
-    lines += ["", METRICS_NOTE_OFF if not has_lpips else "LPIPS: AlexNet v0.1 (Zhang et al. 2018), local weights. "
-              "FID/KID not computed (set-level; use --save-images and an external tool).", ""]
+    lines += ["", *((metrics or {}).get("lines") or [METRICS_NOTE_OFF]), ""]
     if cfg.reference:
         lines += ["## Published numbers", ""] + reference_lines(cfg.op, cfg.sigma_y, avg) + [""]
     if panels:
@@ -271,21 +300,24 @@ def write_outputs(
             f"![grid]({GRID_NAME})",
             "",
             f"`{GRID_NAME}`: the first {len(panels)} images; columns: ground truth, observation, "
-            f"baseline ({GRID_BASELINES[grid_baseline(avg)]}), DDRM.",
+            f"baseline ({GRID_BASELINES[grid_baseline(avg)]}), {label}.",
             "",
         ]
     write_text(cfg.output / "summary.md", "\n".join(lines))
     summary = {
+        "method": cfg.method,
         "op": cfg.op,
         "data": str(cfg.data),
         "sigma_y": cfg.sigma_y,
         "observation": cfg.observation,
         "observation_rounded": rounded,
-        "sampler_sigma_y": sampler_sigma(cfg.sigma_y, rounded) / 2,  # pixel units, like sigma_y
+        # pixel units, like sigma_y; Palette is told no noise level
+        "sampler_sigma_y": sampler_sigma(cfg.sigma_y, rounded) / 2 if palette is None else None,
         "n_images": n_images,
         "limit": cfg.limit,
         "preprocessing": how,
         "model": cfg.model or "builtin",
+        "palette": palette,  # the Palette model's task and training sigma_y (pixel units), and its T
         "steps": cfg.steps,
         "average": cfg.average,
         "precision": cfg.precision,
@@ -294,7 +326,9 @@ def write_outputs(
         "device": device,
         "wall_s": wall,
         "command": cfg.command,
+        "notes": list(notes),
         "means": avg,
+        "metrics": None if metrics is None else metrics["json"],  # LPIPS/FID/KID: what was computed, FID/KID
     }
     write_text(cfg.output / "summary.json", json.dumps(summary, indent=2))
     if cfg.overwrite:
