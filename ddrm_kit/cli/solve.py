@@ -114,8 +114,10 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     check_precision(precision, device)
     kwargs = dict(task.params) if task is not None else operator_params(op_name, spec, params, mask, kernel)
     info = read_model_info(model, model_config, class_label)
-    if info is not None:
-        check_steps(steps, info)
+    # A Palette model's default is all of its own timesteps: only a --steps given is checked.
+    checked_steps = steps if task is None else run.steps
+    if info is not None and checked_steps is not None:
+        check_steps(checked_steps, info)
     given = resolve_inputs(inputs)
     files = given.files
     extra_inputs = [Path(p) for p in (mask, kernel) if p is not None]
@@ -147,8 +149,8 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
 
     prior = (load_prior(model, device, precision, channels_last, compile_net, model_config, class_label)
              if task is None else load_palette(model, device, precision, channels_last, compile_net))
-    if info is None:  # a hub prior: its timesteps are known now, before any work
-        check_steps(steps, loaded_model_info(prior))
+    if info is None and checked_steps is not None:  # a hub prior: its timesteps are known now, before any work
+        check_steps(checked_steps, loaded_model_info(prior))
     # Notes on how the run proceeds, once nothing can stop it before the work.
     for note in pending:
         click.echo(f"note: {note}", err=True)
