@@ -388,7 +388,9 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_unet_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "ddrm_kit.cli", "solve", "--op", "sr2", "--sigma-y", "0.05", "--model",
            str(tiny_unet_dir), "--steps", "300", "--no-progress", str(src), "-o", str(tmp_path / "out")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A shell's background job ignores SIGINT, and its children inherit that: restore the default.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()
         assert first.startswith("wrote "), first + proc.stderr.read()
@@ -398,4 +400,5 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_unet_dir):
         proc.kill()
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["interrupted"]
+    assert not (tmp_path / "out" / "b_sr2.png").exists()
     assert not (tmp_path / "out" / "b_sr2.png").exists()
