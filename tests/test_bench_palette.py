@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import one_line_error
 from PIL import Image
 from test_bench import _gaussian_prior, _read_csv, _without_times, _write_images
 
@@ -62,12 +63,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def _ok(result):
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
-
-
-def _one_line_error(result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], result.output
 
 
 def _direct(prior, model: Path, name: str, x: torch.Tensor, sigma_y: float, observation: str, seed: int,
@@ -265,7 +260,7 @@ def test_options_that_do_not_apply_to_palette_are_one_line_errors(tmp_path, mode
     _write_images(data, [(16, 16)])
     res = CliRunner().invoke(main, ["bench", "--method", "palette", "--model", str(models["sr2"]), *args, "--data",
                                     str(data), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
-    _one_line_error(res, text.format(sr2=models["sr2"]))
+    one_line_error(res, text.format(sr2=models["sr2"]))
     assert not (tmp_path / "out").exists()
 
 
@@ -275,18 +270,18 @@ def test_a_model_of_the_other_method_is_refused_naming_the_fix(tmp_path, models,
     runner = CliRunner()
     common = ["--data", str(data), "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
     sr2 = models["sr2"]
-    _one_line_error(runner.invoke(main, ["bench", "--op", "sr2", "--model", str(sr2), *common]),
+    one_line_error(runner.invoke(main, ["bench", "--op", "sr2", "--model", str(sr2), *common]),
                     f"--model {sr2} is a Palette model (trained for sr2), not a DDRM prior: add --method palette")
-    _one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", str(tiny_unet_dir), *common]),
+    one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", str(tiny_unet_dir), *common]),
                     f"--model {tiny_unet_dir} has no palette.json, so it is not a Palette model (a DDRM prior?): "
                     "use --method ddrm")
-    _one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", "builtin", *common]),
+    one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", "builtin", *common]),
                     "--model builtin is the built-in DDRM prior, not a Palette model: use --method ddrm")
-    _one_line_error(runner.invoke(main, ["bench", "--method", "palette", *common]),
+    one_line_error(runner.invoke(main, ["bench", "--method", "palette", *common]),
                     "--method palette needs --model RUN, a Palette model folder")
-    _one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", str(tmp_path / "nope"), *common]),
+    one_line_error(runner.invoke(main, ["bench", "--method", "palette", "--model", str(tmp_path / "nope"), *common]),
                     "no such Palette model folder")
-    _one_line_error(runner.invoke(main, ["bench", *common]), "Missing option '--op'.")
+    one_line_error(runner.invoke(main, ["bench", *common]), "Missing option '--op'.")
     assert not (tmp_path / "out").exists()
     # The Python API: a given prior of the other kind.
     cfg = BenchConfig(op="sr2", data=data, output=tmp_path / "out", steps=2, progress=False)

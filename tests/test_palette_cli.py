@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import one_line_error
 from PIL import Image
 
 from ddrm_kit.cli import main
@@ -34,12 +35,6 @@ def _run(*args):
 def _ok(result):
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
-
-
-def _one_line_error(result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], result.output
 
 
 def _png(path: Path, h: int, w: int, seed: int) -> Path:
@@ -170,7 +165,7 @@ def test_export_keeps_the_task(sr2_run: Path, tmp_path: Path) -> None:
 ])
 def test_train_refusals_are_one_line(photos, tmp_path: Path, args: list[str], text: str) -> None:
     result = _run("train", "--data", photos, "-o", tmp_path / "run", *TINY_CLI, "--steps", "1", *args)
-    _one_line_error(result, text)
+    one_line_error(result, text)
     assert not (tmp_path / "run").exists()
 
 
@@ -233,13 +228,13 @@ def test_solve_runs_all_timesteps_by_default(sr2_run: Path, tmp_path: Path, monk
 ])
 def test_solve_refusals_are_one_line(sr2_run: Path, tmp_path: Path, args: list[str], text: str) -> None:
     result = _run("solve", "--model", sr2_run, *args, _png(tmp_path / "x.png", 8, 8, seed=9), "-o", tmp_path / "o.png")
-    _one_line_error(result, text)
+    one_line_error(result, text)
     assert not (tmp_path / "o.png").exists()
 
 
 def test_a_ddrm_prior_still_needs_op_and_solves_as_before(tiny_unet_dir, tmp_path: Path) -> None:
     x = _png(tmp_path / "x.png", 16, 16, seed=10)
-    _one_line_error(_run("solve", "--model", tiny_unet_dir, x), "Missing option '--op'.")
+    one_line_error(_run("solve", "--model", tiny_unet_dir, x), "Missing option '--op'.")
     r = _ok(_run("solve", "--op", "sr2", "--model", tiny_unet_dir, "--clean", "--steps", "2", "--no-progress", x,
                  "-o", tmp_path / "o.png"))
     assert "DDRM PSNR" in r.stdout
