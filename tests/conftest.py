@@ -149,3 +149,35 @@ def one_line_error(result, *words: str) -> str:
     for w in words:
         assert w in err[0], err[0]
     return err[0]
+
+
+@pytest.fixture
+def host_syncs(monkeypatch):
+    """``(in_loop, syncs)``: while ``in_loop["on"]`` is true, every tensor method that would stall a GPU
+    stream (``.item()``, ``bool()``, ``float()``, ``int()``, ``.tolist()``, ``.numpy()``) is recorded."""
+    in_loop = {"on": False}
+    syncs: list[str] = []
+    for meth in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
+        orig = getattr(torch.Tensor, meth)
+
+        def patched(self, *args, _orig=orig, _meth=meth, **kwargs):
+            if in_loop["on"]:
+                syncs.append(_meth)
+            return _orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, meth, patched)
+    return in_loop, syncs
+
+
+def isotropic_gaussian_prior(c: float = 0.5):
+    """The exact ε̂ for RGB images x0 ~ N(0, c² I): a cheap analytic stand-in for a network."""
+    from ddrm_kit import Prior
+
+    ac = linear_alphas_cumprod().float()
+
+    def eps(x_t, t):
+        a = ac[t].view(-1, 1, 1, 1)
+        x0 = a.sqrt() * c**2 / (a * c**2 + 1 - a) * x_t
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    return Prior(eps, linear_alphas_cumprod(), channels=3)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import linear_alphas_cumprod, make_oracle_prior
+from conftest import isotropic_gaussian_prior, make_oracle_prior
 from PIL import Image
 
-from ddrm_kit import Prior, load_prior
+from ddrm_kit import load_prior
 from ddrm_kit.bench import BenchConfig, preprocess, reference_lines, run_bench
 from ddrm_kit.cli import main
 from ddrm_kit.cli.bench import bench_command
@@ -41,18 +41,6 @@ def _write_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> 
         paths.append(folder / f"img{k:02d}.png")
         img.save(paths[-1])
     return paths
-
-
-def _gaussian_prior(c: float = 0.5) -> Prior:
-    """The exact ε̂ for images x0 ~ N(0, c² I): a cheap analytic stand-in for a network."""
-    ac = linear_alphas_cumprod().float()
-
-    def eps(x_t, t):
-        a = ac[t].view(-1, 1, 1, 1)
-        x0 = a.sqrt() * c**2 / (a * c**2 + 1 - a) * x_t
-        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
-
-    return Prior(eps, linear_alphas_cumprod(), channels=3)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -120,7 +108,7 @@ def test_bench_rows_equal_restore_and_score_computed_directly(tmp_path):
     out = tmp_path / "out"
     cfg = BenchConfig(op="sr2", data=data, output=out, sigma_y=0.05, steps=4, seed=7, progress=False,
                       observation="float")
-    prior = _gaussian_prior()
+    prior = isotropic_gaussian_prior()
     rows = run_bench(cfg, prior=prior)
 
     csv_rows = _read_csv(out / "per_image.csv")
@@ -161,7 +149,7 @@ def test_a_row_depends_on_the_file_name_not_on_the_other_images(tmp_path):
         cfg = BenchConfig(op="deno", data=data, output=tmp_path / f"out_{data.name}", sigma_y=0.1, steps=3, seed=2,
                           progress=False)
         runs.append([{k: v for k, v in r.items() if k not in ("index", "seconds")}
-                     for r in run_bench(cfg, prior=_gaussian_prior()) if r["name"] == paths[1].name])
+                     for r in run_bench(cfg, prior=isotropic_gaussian_prior()) if r["name"] == paths[1].name])
     assert runs[0] == runs[1] and len(runs[0]) == 3
 
 
@@ -169,7 +157,7 @@ def test_clip_denoised_and_average_are_restore_settings(tmp_path):
     data = tmp_path / "data"
     (path,) = _write_images(data, [(16, 16)])
     x = load_image(path)
-    prior = _gaussian_prior(c=3.0)  # a prior whose predictions leave [-1, 1]
+    prior = isotropic_gaussian_prior(c=3.0)  # a prior whose predictions leave [-1, 1]
     ddrm_psnr = {}
     for clip, average in ((False, 1), (True, 1), (True, 2)):
         out = tmp_path / f"clip{clip}_{average}"
@@ -192,7 +180,7 @@ def test_batch_size_does_not_change_the_rows(tmp_path):
     for batch_size in (1, 3):
         cfg = BenchConfig(op="sr2", data=data, output=tmp_path / f"b{batch_size}", sigma_y=0.05, steps=3,
                           batch_size=batch_size, progress=False)
-        run_bench(cfg, prior=_gaussian_prior())
+        run_bench(cfg, prior=isotropic_gaussian_prior())
         runs.append(_without_times(_read_csv(tmp_path / f"b{batch_size}" / "per_image.csv")))
     assert runs[0] == runs[1]
 
@@ -234,7 +222,7 @@ def test_bad_options_fail_before_any_work(tmp_path):
     for kwargs, message in bad:
         cfg = BenchConfig(**{"data": data, "output": tmp_path / "out", "progress": False, **kwargs})
         with pytest.raises(ValueError, match=message):
-            run_bench(cfg, prior=_gaussian_prior())
+            run_bench(cfg, prior=isotropic_gaussian_prior())
     assert not (tmp_path / "out").exists()
 
 
@@ -250,7 +238,7 @@ def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str) -> No
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         cfg = BenchConfig(op="sr2", data=Path(data), output=Path(out), sigma_y=0.05, steps=3, seed=5, progress=False)
-        run_bench(cfg, prior=_gaussian_prior())
+        run_bench(cfg, prior=isotropic_gaussian_prior())
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -260,7 +248,7 @@ def test_two_gloo_ranks_shard_and_gather_the_same_rows(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(16, 16), (24, 16), (16, 16)])
     cfg = BenchConfig(op="sr2", data=data, output=tmp_path / "one", sigma_y=0.05, steps=3, seed=5, progress=False)
-    run_bench(cfg, prior=_gaussian_prior())
+    run_bench(cfg, prior=isotropic_gaussian_prior())
     torch.multiprocessing.spawn(
         _gloo_rank, args=(2, str(tmp_path / "rdzv"), str(data), str(tmp_path / "two")), nprocs=2, join=True
     )
@@ -373,7 +361,7 @@ def test_uint8_rounds_y_as_a_file_and_raises_the_sampler_sigma_to_the_rounding_n
     data = tmp_path / "data"
     (path,) = _write_images(data, [(16, 16)], seed=6)
     x = load_image(path)
-    prior = _gaussian_prior()
+    prior = isotropic_gaussian_prior()
     cfg = BenchConfig(op="deblur_gauss", data=data, output=tmp_path / "out", sigma_y=sigma_y, steps=4, seed=3,
                       progress=False)
     assert cfg.observation == "uint8"  # the default
@@ -399,7 +387,7 @@ def test_uint8_leaves_codecs_and_vector_observations_alone(tmp_path):
         for observation in ("float", "uint8"):
             out = tmp_path / f"{op_name}_{observation}"
             cfg = BenchConfig(op=op_name, data=data, output=out, steps=3, progress=False, observation=observation)
-            runs.append(_without_times(_read_csv(out / "per_image.csv")) if run_bench(cfg, prior=_gaussian_prior())
+            runs.append(_without_times(_read_csv(out / "per_image.csv")) if run_bench(cfg, prior=isotropic_gaussian_prior())
                         else None)
             summary = json.loads((out / "summary.json").read_text())
             assert summary["observation"] == observation and summary["observation_rounded"] is False
@@ -449,7 +437,7 @@ def test_grid_columns_are_labelled(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(160, 64)])
     cfg = BenchConfig(op="deno", data=data, output=tmp_path / "out", sigma_y=0.1, steps=2, progress=False)
-    run_bench(cfg, prior=_gaussian_prior())
+    run_bench(cfg, prior=isotropic_gaussian_prior())
     grid = np.asarray(Image.open(tmp_path / "out" / "grid.png").convert("L"))
     top = grid.shape[0] - 64
     assert grid.shape[1] == 4 * 160 + 3 * 4 and top > 4
@@ -510,9 +498,9 @@ def test_ddrm_is_the_default_method_with_20_steps_and_no_noise(tmp_path):
     data = tmp_path / "data"
     _write_images(data, [(16, 16)])
     common = dict(op="sr2", data=data, seed=1, progress=False)
-    default = run_bench(BenchConfig(output=tmp_path / "a", **common), prior=_gaussian_prior())
+    default = run_bench(BenchConfig(output=tmp_path / "a", **common), prior=isotropic_gaussian_prior())
     explicit = run_bench(BenchConfig(output=tmp_path / "b", method="ddrm", steps=20, sigma_y=0.0, **common),
-                         prior=_gaussian_prior())
+                         prior=isotropic_gaussian_prior())
     assert _without_times(default) == _without_times(explicit) and default[0]["method"] == "ddrm"
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert (summary["method"], summary["steps"], summary["sigma_y"], summary["palette"]) == ("ddrm", 20, 0.0, None)

@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import linear_alphas_cumprod
+from conftest import isotropic_gaussian_prior
 from PIL import Image
 
-from ddrm_kit import Prior
 from ddrm_kit.bench import BenchConfig, BenchError, run_bench
 from ddrm_kit.bench import scores as sc
 from ddrm_kit.bench.report import score_table
@@ -89,18 +88,6 @@ def _write_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[P
         paths.append(folder / f"img{k:02d}.png")
         Image.fromarray(coarse).resize((size, size), Image.BICUBIC).save(paths[-1])
     return paths
-
-
-def _gaussian_prior(c: float = 0.5) -> Prior:
-    """The exact ε̂ for images x0 ~ N(0, c² I): a cheap analytic stand-in for a network."""
-    ac = linear_alphas_cumprod().float()
-
-    def eps(x_t, t):
-        a = ac[t].view(-1, 1, 1, 1)
-        x0 = a.sqrt() * c**2 / (a * c**2 + 1 - a) * x_t
-        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
-
-    return Prior(eps, linear_alphas_cumprod(), channels=3)
 
 
 # ------------------------------------------------------------------ random weights of the real shapes
@@ -330,7 +317,7 @@ def _bench(tmp_path: Path, weights: Path, metrics: str):
     out = tmp_path / "out"
     cfg = BenchConfig(op="color", data=data, output=out, sigma_y=0.1, steps=2, seed=3, progress=False,
                       observation="float", metrics=metrics, metric_weights=weights, save_images=True, grid=0)
-    prior = _gaussian_prior()
+    prior = isotropic_gaussian_prior()
     return data, paths, out, run_bench(cfg, prior=prior), prior
 
 
@@ -407,7 +394,7 @@ def _gloo_rank(rank: int, world: int, init_file: str, data: str, out: str, weigh
     try:
         cfg = BenchConfig(op="deno", data=Path(data), output=Path(out), sigma_y=0.1, steps=2, seed=3, progress=False,
                           metrics="lpips,kid", metric_weights=Path(weights), grid=0)
-        run_bench(cfg, prior=_gaussian_prior())
+        run_bench(cfg, prior=isotropic_gaussian_prior())
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -420,7 +407,7 @@ def test_two_gloo_ranks_gather_the_same_set_scores(weights, tmp_path):
     _write_images(data, 3)
     cfg = BenchConfig(op="deno", data=data, output=tmp_path / "one", sigma_y=0.1, steps=2, seed=3, progress=False,
                       metrics="lpips,kid", metric_weights=weights, grid=0)
-    run_bench(cfg, prior=_gaussian_prior())
+    run_bench(cfg, prior=isotropic_gaussian_prior())
     torch.multiprocessing.spawn(
         _gloo_rank, args=(2, str(tmp_path / "rdzv"), str(data), str(tmp_path / "two"), str(weights)), nprocs=2,
         join=True)

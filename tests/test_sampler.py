@@ -299,20 +299,10 @@ def test_determinism(codec):
 
 
 @pytest.mark.parametrize("name", ["sr4", "deblur_gauss", "inp_random50", "color", "cs4", "jpeg75"])
-def test_no_host_sync_inside_the_step_loop(monkeypatch, name):
+def test_no_host_sync_inside_the_step_loop(host_syncs, name):
     # On a GPU every .item()/bool()/float() of a tensor stalls the stream; none may run between the
     # first and the last network evaluation (sampler and operator alike).
-    in_loop = {"on": False}
-    syncs = []
-    for meth in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
-        orig = getattr(torch.Tensor, meth)
-
-        def patched(self, *args, _orig=orig, _meth=meth, **kwargs):
-            if in_loop["on"]:
-                syncs.append(_meth)
-            return _orig(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, meth, patched)
+    in_loop, syncs = host_syncs
 
     def eps(xt, t):
         in_loop["on"] = True
