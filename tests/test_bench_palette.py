@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import one_line_error
+from conftest import isotropic_gaussian_prior, one_line_error
 from PIL import Image
-from test_bench import _gaussian_prior, _read_csv, _without_times, _write_images
+from test_bench import _read_csv, _without_times, _write_images
 
 from ddrm_kit.bench import BenchConfig, run_bench
 from ddrm_kit.bench.observation import as_8bit
@@ -121,7 +121,7 @@ def test_palette_and_ddrm_are_benched_on_the_same_observations(tmp_path, models)
     common = dict(data=data, sigma_y=0.05, seed=2, progress=False)
     pal = run_bench(BenchConfig(op="sr2", method="palette", model=str(models["sr2"]), steps=2,
                                 output=tmp_path / "p", **common))
-    ddrm = run_bench(BenchConfig(op="sr2", output=tmp_path / "d", steps=2, **common), prior=_gaussian_prior())
+    ddrm = run_bench(BenchConfig(op="sr2", output=tmp_path / "d", steps=2, **common), prior=isotropic_gaussian_prior())
 
     def baselines(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows if r["method"] in ("h_pinv", "bicubic")]
@@ -289,7 +289,7 @@ def test_a_model_of_the_other_method_is_refused_naming_the_fix(tmp_path, models,
         run_bench(cfg, prior=load_palette_prior(sr2, device="cpu"))
     with pytest.raises(ValueError, match="not a Palette model .*: bench it with method='ddrm'"):
         run_bench(BenchConfig(op=None, method="palette", model=str(sr2), data=data, output=tmp_path / "out",
-                              progress=False), prior=_gaussian_prior())
+                              progress=False), prior=isotropic_gaussian_prior())
     with pytest.raises(ValueError, match="--method must be one of ddrm, palette"):
         run_bench(BenchConfig(op="sr2", method="dps", data=data, output=tmp_path / "out"))
     assert not (tmp_path / "out").exists()
