@@ -26,6 +26,13 @@ which is Algorithm 2's mean with ``α_t`` replaced by ``α_{t|s}`` (identical wh
 step draws ``y_s = μ̃ + sqrt(v) z``: ``v = β̃`` when ``steps < T``, and ``v = β_{t|s} = 1 - α_t`` when
 ``steps == T``, Palette's own choice, so that the full schedule runs Algorithm 2 verbatim. The larger
 variance over-disperses badly on a coarse schedule (docs/design.md: "Palette").
+
+``clip_denoised=True`` (the default) clamps ``x̂0`` to ``[-1, 1]`` and takes ``μ̃`` from the clamped
+``x̂0`` and ``y_t`` (the first form above), as DDPM's reference sampler and diffusers'
+``DDPMScheduler`` (``clip_sample``) do. Near ``t = T`` an error ``δ`` in ``ε̂`` is an error
+``δ sqrt((1 - ᾱ_t) / ᾱ_t)``, about ``150 δ``, in ``x̂0``; unclamped, a briefly trained model's early
+steps push ``y_t`` off the images it was trained on and it does not come back. ``False`` runs the
+update above verbatim (Algorithm 2 when ``steps == T``).
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ def palette_condition(op, y: torch.Tensor, generator: Generators = None) -> torc
 
 
 def palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, generator: Generators = None,
-            progress: bool = True) -> torch.Tensor:
+            progress: bool = True, clip_denoised: bool = True) -> torch.Tensor:
     """Palette (Saharia et al. 2022), Algorithm 2 given ``palette_condition(op, y)``; strided when ``steps < T``."""
     if not isinstance(prior, Prior):
         raise DDRMError(f"prior must be a ddrm_kit.Prior (see load_palette_prior), got {type(prior).__name__}")
@@ -104,10 +111,11 @@ def palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, generat
     with torch.no_grad():
         # One stream per image: the condition's fill noise, then y_T, then one z per step.
         c = palette_condition(op, y, generator)
-        return _run(prior, c, ts, generator, progress)
+        return _run(prior, c, ts, generator, progress, clip_denoised)
 
 
-def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, progress: bool) -> torch.Tensor:
+def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, progress: bool,
+         clip_denoised: bool) -> torch.Tensor:
     ac = prior.alphas_cumprod
     abar = [float(ac[t]) for t in ts] + [1.0]  # after the last kept timestep comes the clean image
     algorithm2 = len(ts) == prior.num_train_timesteps
@@ -121,7 +129,11 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
         alpha = a_t / a_s
         beta = 1.0 - alpha
         eps = prior(y_t, t_dev[i].expand(batch), c)
-        y_t = y_t.sub_(eps, alpha=beta / math.sqrt(1.0 - a_t)).mul_(1.0 / math.sqrt(alpha))
+        if clip_denoised:
+            x0 = (y_t - math.sqrt(1.0 - a_t) * eps).div_(math.sqrt(a_t)).clamp_(-1, 1)
+            y_t = y_t.mul_(math.sqrt(alpha) * (1.0 - a_s) / (1.0 - a_t)).add_(x0, alpha=math.sqrt(a_s) * beta / (1.0 - a_t))
+        else:
+            y_t = y_t.sub_(eps, alpha=beta / math.sqrt(1.0 - a_t)).mul_(1.0 / math.sqrt(alpha))
         if i < last:
             var = beta if algorithm2 else beta * (1.0 - a_s) / (1.0 - a_t)
             y_t.add_(_randn(z, generator), alpha=math.sqrt(var))
@@ -129,12 +141,12 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
 
 
 def restore_palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, average: int = 1,
-                    generator: Generators = None, progress: bool = True) -> torch.Tensor:
+                    generator: Generators = None, progress: bool = True, clip_denoised: bool = True) -> torch.Tensor:
     """Palette on ``y``, averaged over ``average`` samples drawn in turn from the same generators (as ``restore``)."""
     if isinstance(average, bool) or not isinstance(average, int) or average < 1:
         raise DDRMError(f"average must be a positive integer, got {average!r}")
     total = None
     for _ in range(average):
-        out = palette(prior, op, y, steps=steps, generator=generator, progress=progress)
+        out = palette(prior, op, y, steps=steps, generator=generator, progress=progress, clip_denoised=clip_denoised)
         total = out if total is None else total.add_(out)
     return total / average

@@ -232,14 +232,18 @@ def test_all_timesteps_by_default_with_a_note_when_that_is_many(tmp_path, models
 
     calls = []
     real = sampler.palette
-    monkeypatch.setattr(sampler, "palette", lambda *a, **k: calls.append(k["steps"]) or real(*a, **k))
+    monkeypatch.setattr(sampler, "palette", lambda *a, **k: calls.append((k["steps"], k["clip_denoised"])) or real(*a, **k))
     monkeypatch.setattr(bench_run, "STEPS_NOTE_ABOVE", 4)
     data = tmp_path / "data"
     _write_images(data, [(16, 16)])
-    res = _ok(CliRunner().invoke(main, ["bench", "--method", "palette", "--model", str(models["sr2"]), "--data",
-                                        str(data), "-o", str(tmp_path / "o"), "--device", "cpu", "--no-progress"]))
-    assert calls == [T]  # all T timesteps: the same schedule as steps=None
+    common = ["bench", "--method", "palette", "--model", str(models["sr2"]), "--data", str(data), "--device", "cpu",
+              "--no-progress"]
+    res = _ok(CliRunner().invoke(main, [*common, "-o", str(tmp_path / "o")]))
+    assert calls == [(T, True)]  # all T timesteps (the same schedule as steps=None), x̂0 clipped
     assert f"note: a Palette model samples all {T} timesteps by default (Algorithm 2)" in res.stderr
+    assert "x̂0 clipped to [-1, 1]" in (tmp_path / "o" / "summary.md").read_text()
+    _ok(CliRunner().invoke(main, [*common, "--no-clip-denoised", "-o", str(tmp_path / "p")]))
+    assert calls[1] == (T, False) and "x̂0 not clipped" in (tmp_path / "p" / "summary.md").read_text()
 
 
 # ---------------------------------------------------------------------------------- refusals
@@ -249,7 +253,6 @@ def test_all_timesteps_by_default_with_a_note_when_that_is_many(tmp_path, models
     (["--op", "sr4"], "--op sr4: {sr2} is a Palette model for sr2 only (its palette.json); use --op sr2 or omit --op"),
     (["--eta", "0.5"], "--eta is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it"),
     (["--eta-b", "0.5"], "--eta-b is a DDRM setting"),
-    (["--clip-denoised"], "--clip-denoised is a DDRM setting"),
     (["--model-config", "celeba_hq"], "--model-config does not apply to a Palette model folder: drop it"),
     (["--class-label", "3"], "--class-label does not apply to a Palette model folder: drop it"),
     (["--reference"], "--reference lists published DDRM numbers"),

@@ -137,7 +137,7 @@ def sample(model: JointGaussian, y: torch.Tensor, steps: int | None, batch: int,
     p(x0 | c) is the same for all of them (the exact predictor ignores it).
     """
     out = palette(model.prior(), model.op, y.expand(batch, *y.shape[1:]), steps=steps,
-                  generator=torch.Generator().manual_seed(seed), progress=False)
+                  generator=torch.Generator().manual_seed(seed), progress=False, clip_denoised=False)
     return out.reshape(batch, -1).double()
 
 
@@ -205,15 +205,19 @@ def test_exact_predictor_is_the_conditional_gaussian_denoiser():
 # ---- Algorithm 2 verbatim and its strided form, step by step --------------------------------------
 
 
-def reference(prior: Prior, c: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
-    """Palette's Algorithm 2 (steps = T), or DDPM's posterior N(μ̃(x̂0), β̃) between kept timesteps, in float64."""
+def reference(prior: Prior, c: torch.Tensor, steps: int, seed: int, clip: bool) -> torch.Tensor:
+    """Palette's Algorithm 2 (steps = T), or DDPM's posterior N(μ̃(x̂0), β̃) between kept timesteps, in float64.
+
+    With ``clip``, x̂0 is clamped to [-1, 1] and μ̃ is taken from it (the variance stays Algorithm 2's
+    for steps = T).
+    """
     ac = prior.alphas_cumprod
     ts = timesteps(steps, len(ac))
     gen = torch.Generator().manual_seed(seed)
     y = torch.randn(c.shape, generator=gen).double()
     for i, t in enumerate(ts):
         eps = prior(y.float(), torch.full((c.shape[0],), t), c).double()
-        if steps == len(ac):  # 1-indexed t+1 of the paper: γ = ᾱ_t, α = ᾱ_t / ᾱ_{t-1}
+        if steps == len(ac) and not clip:  # 1-indexed t+1 of the paper: γ = ᾱ_t, α = ᾱ_t / ᾱ_{t-1}
             gamma, alpha = float(ac[t]), float(ac[t] / (ac[t - 1] if t > 0 else 1.0))
             y = (y - (1 - alpha) / math.sqrt(1 - gamma) * eps) / math.sqrt(alpha)
             std = math.sqrt(1 - alpha)
@@ -222,22 +226,27 @@ def reference(prior: Prior, c: torch.Tensor, steps: int, seed: int) -> torch.Ten
             a_s = float(ac[ts[i + 1]]) if i + 1 < len(ts) else 1.0
             beta = 1 - a_t / a_s
             x0 = (y - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+            if clip:
+                x0 = x0.clamp(-1, 1)
             y = math.sqrt(a_s) * beta / (1 - a_t) * x0 + math.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t) * y
-            std = math.sqrt(beta * (1 - a_s) / (1 - a_t))
+            std = math.sqrt(beta if steps == len(ac) else beta * (1 - a_s) / (1 - a_t))
         if i < len(ts) - 1:
             y = y + std * torch.randn(c.shape, generator=gen).double()
     return y.clamp(-1, 1).float()
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("steps", [50, 7, 1])
-def test_steps_follow_algorithm_2_and_the_posterior(steps):
+def test_steps_follow_algorithm_2_and_the_posterior(steps, clip):
     ac = AC[::20].clone()  # a 50-step schedule
     prior = Prior(lambda x, t, c: 0.6 * x - 0.3 * c + 0.01 * t.view(-1, 1, 1, 1), ac, conditional=True)
     op = operators.get_operator("sr2", (3, 4, 6))
     y = torch.rand(2, 3, 2, 3, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
     out = palette(prior, op, y, steps=None if steps == 50 else steps, generator=torch.Generator().manual_seed(5),
-                  progress=False)
-    torch.testing.assert_close(out, reference(prior, op.H_pinv(y), steps, 5), atol=2e-5, rtol=1e-5)
+                  progress=False, clip_denoised=clip)
+    torch.testing.assert_close(out, reference(prior, op.H_pinv(y), steps, 5, clip), atol=2e-5, rtol=1e-5)
+    if clip and steps > 1:  # ε̂ here drives x̂0 out of [-1, 1]; with one step the final clamp is the same
+        assert not torch.allclose(out, reference(prior, op.H_pinv(y), steps, 5, False), atol=1e-3)
 
 
 def test_prior_sees_every_kept_timestep_with_the_condition():

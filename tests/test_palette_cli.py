@@ -207,22 +207,28 @@ def test_solve_clean_scores_palette_with_the_trained_noise(sr2_run: Path, tmp_pa
     assert "--sigma-y 0.2 simulates other noise than the model was trained for (0.05)" in r.stderr
 
 
-def test_solve_runs_all_timesteps_by_default(sr2_run: Path, tmp_path: Path, monkeypatch) -> None:
+def test_solve_runs_all_timesteps_by_default_with_clipping(sr2_run: Path, tmp_path: Path, monkeypatch) -> None:
     import ddrm_kit.palette_sampler as sampler
 
     calls = []
     real = sampler.palette
-    monkeypatch.setattr(sampler, "palette", lambda *a, **k: calls.append(k["steps"]) or real(*a, **{**k, "steps": 2}))
-    r = _ok(_run("solve", "--model", sr2_run, "--no-progress", _png(tmp_path / "x.png", 8, 8, seed=8),
-                 "-o", tmp_path / "o.png"))
-    assert calls == [None]  # None: all T steps
+
+    def spy(*a, **k):
+        calls.append((k["steps"], k["clip_denoised"]))
+        return real(*a, **{**k, "steps": 2})
+
+    monkeypatch.setattr(sampler, "palette", spy)
+    x = _png(tmp_path / "x.png", 8, 8, seed=8)
+    r = _ok(_run("solve", "--model", sr2_run, "--no-progress", x, "-o", tmp_path / "o.png"))
+    assert calls == [(None, True)]  # None: all T steps; x̂0 clipped, as DDPM's sampler
     assert "a Palette model samples all 1000 timesteps by default" in r.stderr
+    _ok(_run("solve", "--model", sr2_run, "--no-progress", "--no-clip-denoised", x, "-o", tmp_path / "p.png"))
+    assert calls[1] == (None, False)
 
 
 @pytest.mark.parametrize("args, text", [
     (["--op", "sr4"], "is a Palette model for sr2 only (its palette.json); use --op sr2 or omit --op"),
     (["--eta", "0.5"], "--eta is a DDRM setting"),
-    (["--clip-denoised"], "--clip-denoised is a DDRM setting"),
     (["-p", "scale=2"], "-p scale: a Palette model restores the task it was trained for (sr2)"),
     (["--sigma-y", "0.1"], "--sigma-y: a Palette model is not told the noise level"),
 ])

@@ -40,7 +40,7 @@ class BenchConfig:
     steps: int | None = None  # None: DDRM_STEPS for DDRM, all T timesteps for Palette
     eta: float | None = None
     eta_b: float | None = None
-    clip_denoised: bool = False
+    clip_denoised: bool | None = None  # None: off for DDRM (the papers), on for Palette (DDPM's sampler)
     average: int = 1  # restorations averaged per image
     sigma_y: float | None = None  # [0, 1] pixel units (doubled for the [-1, 1] API); None: 0, Palette: its own
     observation: str = "uint8"  # "uint8": image observations rounded as a file holds them; "float": exact
@@ -81,9 +81,9 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
         if cfg.op is None:
             raise BenchError("--op is needed with --method ddrm: name the operator (see `ddrm ops`)")
         return replace(cfg, steps=DDRM_STEPS if cfg.steps is None else cfg.steps,
-                       sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y), None, []
-    for flag, value, unset in (("--eta", cfg.eta, None), ("--eta-b", cfg.eta_b, None),
-                               ("--clip-denoised", cfg.clip_denoised, False)):
+                       sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y,
+                       clip_denoised=bool(cfg.clip_denoised)), None, []
+    for flag, value, unset in (("--eta", cfg.eta, None), ("--eta-b", cfg.eta_b, None)):
         if value != unset:
             raise BenchError(f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it")
     for flag, value in (("--model-config", cfg.model_config), ("--class-label", cfg.class_label)):
@@ -109,7 +109,8 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
     notes = []
     if cfg.sigma_y is not None and cfg.sigma_y != trained:
         notes.append(f"--sigma-y {cfg.sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
-    return replace(cfg, op=task.operator, sigma_y=trained if cfg.sigma_y is None else cfg.sigma_y), task, notes
+    return replace(cfg, op=task.operator, sigma_y=trained if cfg.sigma_y is None else cfg.sigma_y,
+                   clip_denoised=cfg.clip_denoised is not False), task, notes
 
 
 def _palette_task(model: str | None) -> "PaletteTask | None":

@@ -273,8 +273,9 @@ def write_outputs(
         schedule = (f"all {total} timesteps (Algorithm 2)" if cfg.steps == total
                     else f"{cfg.steps} of {total} timesteps (strided)")
         model_line = (f"- Palette model: `{cfg.model}` ({cfg.precision}), trained for `{task['operator']}{params}` "
-                      f"with sigma_y {task['sigma_y']:g} (pixel units); {schedule}{averaged}, seed {cfg.seed} "
-                      "(per image: hash of seed and file name)")
+                      f"with sigma_y {task['sigma_y']:g} (pixel units); {schedule}{averaged}, seed {cfg.seed}"
+                      + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else ", x̂0 not clipped")
+                      + " (per image: hash of seed and file name)")
     title = "ddrm bench" if cfg.method == "ddrm" else f"ddrm bench --method {cfg.method}"
     lines = [
         f"# {title}: `{cfg.op}`{noise} on `{cfg.data}`",

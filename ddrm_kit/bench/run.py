@@ -196,7 +196,8 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
                                      device)
                 else:  # told no noise level: Palette's condition is y itself
                     xr, sec = _timed(lambda: restore_palette(prior, op, y, cfg.steps, cfg.average, gens,
-                                                             progress=False), len(batch), device)
+                                                             progress=False, clip_denoised=cfg.clip_denoised),
+                                     len(batch), device)
                 methods = {cfg.method: (xr, sec), **_baselines(op, spec, scale, y, shape)}
                 if sets is not None:
                     sets.add(batch, x, {method: out for method, (out, _) in methods.items()})

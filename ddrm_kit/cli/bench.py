@@ -92,8 +92,8 @@ def bench_command(op_name: str, dtype: str | None, **opts: Any) -> None:
 
     With --method palette --model RUN, the Palette model restores the same observations (its
     operator and parameters from RUN/palette.json; --op may be omitted): --steps defaults to all
-    its T timesteps, --sigma-y to the noise it was trained with; --eta, --eta-b, --clip-denoised,
-    --model-config, --class-label and --reference do not apply. With --observation uint8 (the
+    its T timesteps, --sigma-y to the noise it was trained with, x̂0 is clipped unless
+    --no-clip-denoised; --eta, --eta-b, --model-config, --class-label and --reference do not apply. With --observation uint8 (the
     default) it gets the 8-bit y DDRM gets, whose rounding it does not model (it is told no noise
     level); --observation float gives it the exact y.
     """

@@ -169,9 +169,10 @@ eta_b_option = click.option("--eta-b", default=None, type=float, callback=unit_i
 average_option = click.option("--average", default=1, show_default=True, type=int, callback=at_least(1),
                               help="Average K restorations per image (a posterior-mean estimate).")
 clip_option = click.option(
-    "--clip-denoised", is_flag=True,
-    help="Clamp each clean-image prediction to the pixel range (diffusers' clip_sample; not in the papers). "
-         "Helps weak priors where the operator leaves values free, e.g. color.")
+    "--clip-denoised/--no-clip-denoised", default=None,
+    help="Clamp each clean-image prediction to the pixel range (diffusers' clip_sample). DDRM: off by default "
+         "(the papers' sampler), helps weak priors where the operator leaves values free, e.g. color. Palette "
+         "models: on by default (DDPM's sampler).")
 channels_last_option = click.option(
     "--channels-last/--no-channels-last", default=True, show_default=True,
     help="Run the network on channels_last (NHWC) tensors: faster on CPU and CUDA, same result up to float rounding.")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ddrm_kit.prior import Prior
 
 #: DDRM's sampler options, which Algorithm 2 does not have, each with its flag and its value when not given.
-DDRM_ONLY = {"eta": ("--eta", None), "eta_b": ("--eta-b", None), "clip_denoised": ("--clip-denoised", False)}
+DDRM_ONLY = {"eta": ("--eta", None), "eta_b": ("--eta-b", None)}
 #: Options of checkpoint files and class-conditional priors, with the same.
 PRIOR_ONLY = {"model_config": ("--model-config", None), "class_label": ("--class-label", None)}
 #: Above this many network evaluations per image, the default (all T steps) gets a note on its cost.
@@ -39,6 +39,7 @@ class PaletteRun:
     op_name: str
     sigma_y: float  # [0, 1] pixel units: the noise of --clean observations
     steps: int | None  # None: all T timesteps (Algorithm 2)
+    clip_denoised: bool
     notes: list[str] = field(default_factory=list)
 
 
@@ -88,14 +89,15 @@ def palette_run(task: "PaletteTask", ctx: click.Context) -> PaletteRun:
         sigma_y = p["sigma_y"]
         if sigma_y != trained:
             notes.append(f"--sigma-y {sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
+    clip = p["clip_denoised"] is not False
     if ctx.get_parameter_source("steps") is not ParameterSource.DEFAULT:
-        return PaletteRun(task.operator, sigma_y, p["steps"], notes)
+        return PaletteRun(task.operator, sigma_y, p["steps"], clip, notes)
     info = read_model_info(p["model"])
     if info is not None and info.timesteps > STEPS_NOTE_ABOVE:
         notes.append(f"a Palette model samples all {info.timesteps} timesteps by default (Algorithm 2), one network "
                      f"evaluation each; --steps {STEPS_NOTE_ABOVE} is {info.timesteps // STEPS_NOTE_ABOVE}x faster "
                      "(a strided schedule)")
-    return PaletteRun(task.operator, sigma_y, None, notes)
+    return PaletteRun(task.operator, sigma_y, None, clip, notes)
 
 
 def missing_op(ctx: click.Context) -> click.ClickException:

@@ -58,7 +58,7 @@ JPEG_FILE = "jpeg"
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 def solve_command(op_name: str, model: str | None, model_config: str | None, class_label: int | None, steps: int,
                   eta: float | None, eta_b: float | None,
-                  clip_denoised: bool, average: int, sigma_y: float, seed: int, mask: str | None, kernel: str | None,
+                  clip_denoised: bool | None, average: int, sigma_y: float, seed: int, mask: str | None, kernel: str | None,
                   params: tuple[str, ...], clean: bool, batch_size: int, device: str | None, precision: str,
                   fp16: bool, channels_last: bool, compile_net: bool, progress: bool, output: str | None,
                   inputs: tuple[str, ...]) -> None:
@@ -86,8 +86,8 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     \b
     A Palette model (a folder with palette.json, from `ddrm train --palette OP`) restores its own
     operator OP with Palette's Algorithm 2 (--op may be omitted): --steps defaults to all T
-    timesteps (1000 network evaluations; fewer stride the schedule), --eta, --eta-b, --clip-denoised,
-    -p, --mask and --kernel do not apply, and --sigma-y only sets the noise of --clean
+    timesteps (1000 network evaluations; fewer stride the schedule), x̂0 is clipped unless
+    --no-clip-denoised, --eta, --eta-b, -p, --mask and --kernel do not apply, and --sigma-y only sets the noise of --clean
     (default: the model's training noise).
     """
     import operators
@@ -155,7 +155,7 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     for note in pending:
         click.echo(f"note: {note}", err=True)
     dev = prior.device
-    settings = Settings(steps=steps, eta=eta, eta_b=eta_b, clip_denoised=clip_denoised, average=average)
+    settings = Settings(steps=steps, eta=eta, eta_b=eta_b, clip_denoised=bool(clip_denoised), average=average)
     notes: list[str] = []
     rows = []
     for group in groups:
@@ -172,7 +172,7 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
             y = y.to(dev)
             gens = generators(seed, k, SAMPLER, dev)
             result = (restore(prior, op, y, settings, sy, gens, progress) if task is None
-                      else restore_palette(prior, op, y, run.steps, average, gens, progress)).cpu()
+                      else restore_palette(prior, op, y, run.steps, average, gens, progress, run.clip_denoised)).cpu()
             truth = group.xs[chunk]
             grey = truth.shape[1] == 1
             if clean:
