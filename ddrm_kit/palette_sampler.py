@@ -43,7 +43,8 @@ import torch
 
 from .errors import DDRMError
 from .prior import Prior
-from .sampler import _codec_image_shape, _on_device, _progress, _randn, _timestep_batches, _validate_y, timesteps
+from .sampler import timesteps
+from .sampling import codec_image_shape, on_device, randn, step_range, timestep_batches, validate_y
 
 __all__ = ["palette", "palette_condition", "restore_palette"]
 
@@ -55,13 +56,13 @@ def _check_observation(op, y: torch.Tensor) -> tuple[int, ...]:
     from .restore import is_codec
 
     if is_codec(op):
-        shape = _codec_image_shape(op, y)
-        _validate_y(y, shape)
+        shape = codec_image_shape(op, y)
+        validate_y(y, shape)
         return shape
     if not all(hasattr(op, a) for a in ("H", "H_pinv", "measurement_shape", "image_shape")):
         raise DDRMError(
             f"op must be an operators.SVDOperator or operators.codec.CodecOperator, got {type(op).__name__}")
-    _validate_y(y, tuple(int(d) for d in op.measurement_shape))
+    validate_y(y, tuple(int(d) for d in op.measurement_shape))
     return tuple(int(d) for d in op.image_shape)
 
 
@@ -84,7 +85,7 @@ def palette_condition(op, y: torch.Tensor, generator: Generators = None) -> torc
         _check_generators(generator, y.shape[0], c.device)
         # Noise projected on the null space of H, i.e. exactly the missing pixels of a mask; computed
         # before it is added, so that the observed pixels keep y's values bit for bit.
-        zeta = _randn(torch.empty_like(c), generator)
+        zeta = randn(torch.empty_like(c), generator)
         c = c + zeta.sub_(op.H_pinv(op.H(zeta)))
     return c
 
@@ -106,7 +107,7 @@ def palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, generat
     ts = timesteps(total if steps is None else steps, total)
     device = prior.device
     _check_generators(generator, y.shape[0], device)
-    op = _on_device(op, device)
+    op = on_device(op, device)
     y = y.to(device=device, dtype=torch.float32)
     with torch.no_grad():
         # One stream per image: the condition's fill noise, then y_T, then one z per step.
@@ -119,12 +120,12 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
     ac = prior.alphas_cumprod
     abar = [float(ac[t]) for t in ts] + [1.0]  # after the last kept timestep comes the clean image
     algorithm2 = len(ts) == prior.num_train_timesteps
-    t_dev = _timestep_batches(ts, 1, c.device)
+    t_dev = timestep_batches(ts, 1, c.device)
     batch = c.shape[0]
-    y_t = _randn(torch.empty_like(c), generator)
+    y_t = randn(torch.empty_like(c), generator)
     z = torch.empty_like(c)
     last = len(ts) - 1
-    for i in _progress(len(ts), progress, "Palette"):
+    for i in step_range(len(ts), progress, "Palette"):
         a_t, a_s = abar[i], abar[i + 1]
         alpha = a_t / a_s
         beta = 1.0 - alpha
@@ -136,7 +137,7 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
             y_t = y_t.sub_(eps, alpha=beta / math.sqrt(1.0 - a_t)).mul_(1.0 / math.sqrt(alpha))
         if i < last:
             var = beta if algorithm2 else beta * (1.0 - a_s) / (1.0 - a_t)
-            y_t.add_(_randn(z, generator), alpha=math.sqrt(var))
+            y_t.add_(randn(z, generator), alpha=math.sqrt(var))
     return y_t.clamp_(-1, 1)
 
 

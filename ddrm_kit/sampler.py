@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import weakref
 from collections.abc import Callable
 
 import torch
@@ -12,6 +10,7 @@ import torch
 from .errors import DDRMError
 from .prior import Prior
 from .prior_settings import JPEG_T0_FRACTION, sampler_settings
+from .sampling import codec_image_shape, on_device, randn, step_range, timestep_batches, validate_y
 
 __all__ = ["ddrm", "timesteps", "JPEG_T0_FRACTION"]
 
@@ -42,76 +41,6 @@ def _check_unit(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise DDRMError(f"{name} must be in [0, 1], got {value}")
     return value
-
-
-def _validate_y(y: torch.Tensor, shape: tuple[int, ...]) -> None:
-    if not torch.is_tensor(y):
-        raise DDRMError(f"y must be a torch.Tensor of shape (B, {', '.join(map(str, shape))}), got {type(y).__name__}")
-    if tuple(y.shape) == shape:
-        raise DDRMError(f"y has shape {tuple(y.shape)} without a batch dimension: pass y.unsqueeze(0)")
-    if y.dim() != len(shape) + 1 or tuple(y.shape[1:]) != shape or y.shape[0] < 1:
-        raise DDRMError(
-            f"y has shape {tuple(y.shape)} but this operator measures (B, {', '.join(map(str, shape))}): "
-            "build the operator for the image size that produced y")
-
-
-def _codec_image_shape(op, y: torch.Tensor) -> tuple[int, ...]:
-    """The codec's ``image_shape``, or that of ``y`` (the decoded batch) when it was built for any size."""
-    if getattr(op, "image_shape", None) is not None:
-        return tuple(int(d) for d in op.image_shape)
-    if torch.is_tensor(y) and y.dim() == 3:
-        raise DDRMError(f"y has shape {tuple(y.shape)} without a batch dimension: pass y.unsqueeze(0)")
-    if not torch.is_tensor(y) or y.dim() != 4:
-        got = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
-        raise DDRMError(f"y must be the decoded image batch (B, C, H, W) for {type(op).__name__}, got {got}")
-    return tuple(int(d) for d in y.shape[1:])
-
-
-# Device copies of callers' operators: {operator: {device: (tensor states, copy)}}. Weak keys, so a
-# copy lives no longer than its operator; the caller's operator itself is never moved.
-_DEVICE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _resolved(device: torch.device) -> torch.device:
-    # "cuda" means the current CUDA device; tensors always report an index.
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _tensor_states(op: torch.nn.Module) -> list[tuple[weakref.ref, int]] | None:
-    """Each parameter and buffer of ``op`` with its in-place version counter (None: not trackable)."""
-    states = []
-    for t in (*op.parameters(), *op.buffers()):
-        try:
-            states.append((weakref.ref(t), t._version))
-        except RuntimeError:  # inference-mode tensors keep no version counter
-            return None
-    return states
-
-
-def _unchanged(states: list[tuple[weakref.ref, int]], op: torch.nn.Module) -> bool:
-    tensors = (*op.parameters(), *op.buffers())
-    return len(states) == len(tensors) and all(
-        ref() is t and v == t._version for (ref, v), t in zip(states, tensors))
-
-
-def _on_device(op, device: torch.device):
-    """``op`` if its tensors live on ``device``, else a copy there, made once and reused while ``op``'s
-    parameters and buffers are the same tensors, unmodified in place; ``op`` itself is never moved."""
-    if not isinstance(op, torch.nn.Module):
-        return op
-    device = _resolved(device)
-    if all(t.device == device for t in (*op.parameters(), *op.buffers())):
-        _DEVICE_COPIES.get(op, {}).pop(device, None)  # the caller moved it there since: drop our copy
-        return op
-    per_op = _DEVICE_COPIES.setdefault(op, {})
-    cached = per_op.get(device)
-    if cached is not None and cached[0] is not None and _unchanged(cached[0], op):
-        return cached[1]
-    moved = copy.deepcopy(op).to(device)
-    per_op[device] = (_tensor_states(op), moved)
-    return moved
 
 
 def ddrm(
@@ -163,8 +92,8 @@ def ddrm(
         raise DDRMError(f"sigma_y must be a finite value >= 0, got {sigma_y}")
     if codec and sigma_y > 0:
         raise DDRMError("sigma_y applies to linear operators only; codec (JPEG) operators need sigma_y=0")
-    image_shape = _codec_image_shape(op, y) if codec else tuple(int(d) for d in op.image_shape)
-    _validate_y(y, image_shape if codec else tuple(int(d) for d in op.measurement_shape))
+    image_shape = codec_image_shape(op, y) if codec else tuple(int(d) for d in op.image_shape)
+    validate_y(y, image_shape if codec else tuple(int(d) for d in op.measurement_shape))
     if prior.channels is not None and prior.channels != image_shape[0]:
         raise DDRMError(
             f"the prior works on {prior.channels}-channel images but the operator on {image_shape[0]}-channel "
@@ -180,32 +109,11 @@ def ddrm(
                 f"pass torch.Generator(device='{device.type}')")
     ts = timesteps(chosen["steps"], prior.num_train_timesteps, chosen["t0"] if codec else None)
     # Operator tensors must live where the sampler works: copied there once, never per step.
-    op = _on_device(op, device)
+    op = on_device(op, device)
     y = y.to(device=device, dtype=torch.float32)
     with torch.no_grad():
         run = _run_codec if codec else _run_linear
         return run(prior, op, y, ts, eta, eta_b, sigma_y, generator, progress, callback, bool(clip_denoised))
-
-
-def _randn(out: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
-    """Fill ``out`` with N(0, 1) from one generator, or row by row from one generator per image
-    (diffusers' convention), so that an image's noise does not depend on the batch it is in."""
-    if isinstance(generator, (list, tuple)):
-        for row, g in zip(out, generator):
-            torch.randn(row.shape, generator=g, device=out.device, out=row)
-        return out
-    return torch.randn(out.shape, generator=generator, device=out.device, out=out)
-
-
-def _progress(steps: int, progress: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-
-
-def _timestep_batches(ts: list[int], batch: int, device: torch.device) -> torch.Tensor:
-    # All timestep tensors made (and copied to the device) once, before the loop.
-    return torch.tensor(ts, dtype=torch.long)[:, None].repeat(1, batch).to(device)
 
 
 def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta_b: float, sigma_y: float,
@@ -231,11 +139,11 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
     abar = [float(ac[t]) for t in ts]
     sig = [math.sqrt((1 - a) / a) for a in abar]
     c_eps = math.sqrt(1.0 - eta * eta)
-    t_dev = _timestep_batches(ts, batch, device)
+    t_dev = timestep_batches(ts, batch, device)
     z = torch.empty(batch, n, device=device)
 
     # Initialisation at σ_T: measured entries start at ȳ plus the noise missing from y.
-    _randn(z, generator)
+    randn(z, generator)
     sig_t = sig[0]
     start_obs = observed & (s * sig_t > sigma_y)
     init_std = torch.where(start_obs, (sig_t * sig_t - noise_var).clamp_min(0).sqrt(), torch.full_like(s, sig_t))
@@ -249,7 +157,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
         d_term = eta_b * ybar
     steps = len(ts)
     x0 = None
-    for i in _progress(steps, progress, "DDRM"):
+    for i in step_range(steps, progress, "DDRM"):
         sqrt_a = math.sqrt(abar[i])
         xv = op.V(xbar).reshape(batch, *op.image_shape)
         # Network input in VP coordinates: x_t = sqrt(ᾱ) (x0 + σ ε).
@@ -280,7 +188,7 @@ def _run_linear(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, et
             d_coef = torch.where(noisier, eta_b, less * w)
             s_coef = torch.where(noisier, (sn * sn - eta_b * eta_b * noise_var).clamp_min(0).sqrt(), sn * eta)
             new = torch.addcmul(d_coef * ybar, a_coef, x0bar)
-        _randn(z, generator)
+        randn(z, generator)
         xbar = new.addcmul_(b_coef, xbar).addcmul_(s_coef, z)
     return x0.clamp(-1, 1)
 
@@ -292,15 +200,15 @@ def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta
     batch = y.shape[0]
     ac = prior.alphas_cumprod
     abar = [float(ac[t]) for t in ts]
-    t_dev = _timestep_batches(ts, batch, device)
+    t_dev = timestep_batches(ts, batch, device)
     z = torch.empty_like(y)
 
     # Start from the decoded image y0 noised to the first timestep.
-    _randn(z, generator)
+    randn(z, generator)
     x = math.sqrt(abar[0]) * y + math.sqrt(1 - abar[0]) * z
     steps = len(ts)
     out = None
-    for i in _progress(steps, progress, "DDRM-JPEG"):
+    for i in step_range(steps, progress, "DDRM-JPEG"):
         eps = prior(x, t_dev[i])
         x0 = torch.add(x, eps, alpha=-math.sqrt(1 - abar[i])).mul_(1 / math.sqrt(abar[i]))
         if clip:
@@ -313,7 +221,7 @@ def _run_codec(prior: Prior, op, y: torch.Tensor, ts: list[int], eta: float, eta
             out = guided
             break
         a_next = abar[i + 1]
-        _randn(z, generator)
+        randn(z, generator)
         noise = math.sqrt(1 - a_next)
         x = guided.mul_(math.sqrt(a_next)).add_(z, alpha=noise * eta).add_(eps, alpha=noise * (1 - eta))
     return out.clamp(-1, 1)

@@ -15,7 +15,7 @@ import torch
 import operators
 from conftest import GaussianPrior, linear_alphas_cumprod, make_oracle_prior
 from ddrm_kit import Prior, ddrm, timesteps
-from ddrm_kit import sampler as sampler_mod
+from ddrm_kit import sampling
 from ddrm_kit.errors import DDRMError
 from operators.codec import CodecOperator
 
@@ -432,24 +432,24 @@ def test_device_copy_is_made_once_and_follows_changes():
     meta = torch.device("meta")
     op = operators.get_operator("sr2", SHAPE)
     buffers = dict(op.named_buffers())
-    assert sampler_mod._on_device(op, torch.device("cpu")) is op  # already there: no copy
-    moved = sampler_mod._on_device(op, meta)
+    assert sampling.on_device(op, torch.device("cpu")) is op  # already there: no copy
+    moved = sampling.on_device(op, meta)
     assert moved is not op and all(b.device == meta for b in moved.buffers())
     assert all(b is buffers[k] and b.device.type == "cpu" for k, b in op.named_buffers())
-    assert sampler_mod._on_device(op, meta) is moved  # cached
+    assert sampling.on_device(op, meta) is moved  # cached
     op._singulars.mul_(1.0)  # an in-place change: a fresh copy
-    again = sampler_mod._on_device(op, meta)
-    assert again is not moved and sampler_mod._on_device(op, meta) is again
+    again = sampling.on_device(op, meta)
+    assert again is not moved and sampling.on_device(op, meta) is again
     op.float()  # new tensors: a fresh copy, in the new dtype
-    single = sampler_mod._on_device(op, meta)
+    single = sampling.on_device(op, meta)
     assert single is not again and single.singulars().dtype == torch.float32
     with torch.inference_mode():  # inference tensors keep no version counter: copied on every call
         frozen = operators.get_operator("sr2", SHAPE)
-    assert sampler_mod._on_device(frozen, meta) is not sampler_mod._on_device(frozen, meta)
+    assert sampling.on_device(frozen, meta) is not sampling.on_device(frozen, meta)
     op.to(meta)  # moved by its owner: the sampler's copy is dropped
-    assert sampler_mod._on_device(op, meta) is op and meta not in sampler_mod._DEVICE_COPIES[op]
+    assert sampling.on_device(op, meta) is op and meta not in sampling._DEVICE_COPIES[op]
     gc.collect()
-    count = len(sampler_mod._DEVICE_COPIES)
+    count = len(sampling._DEVICE_COPIES)
     del op, frozen
     gc.collect()
-    assert len(sampler_mod._DEVICE_COPIES) == count - 2  # a copy lives no longer than its operator
+    assert len(sampling._DEVICE_COPIES) == count - 2  # a copy lives no longer than its operator
