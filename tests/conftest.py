@@ -90,19 +90,29 @@ def oracle_prior():
     return make_oracle_prior
 
 
+def tiny_unet(in_channels: int = 3, out_channels: int = 3, seed: int = 0, sample_size: int = 16, levels: int = 2):
+    """A seeded, untrained ``UNet2DModel`` of 2 (8, 16 channels) or 3 (8, 16, 16) levels, in eval
+    mode; a Palette network takes ``in_channels = 2 * out_channels``, a learned-variance one gives
+    ``out_channels = 2 * in_channels``."""
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator
+        torch.manual_seed(seed)
+        return UNet2DModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=out_channels, layers_per_block=1,
+            block_out_channels=(8, 16, 16)[:levels], down_block_types=("DownBlock2D",) * levels,
+            up_block_types=("UpBlock2D",) * levels, norm_num_groups=4,
+        ).eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_unet_dir(tmp_path_factory):
-    """A seeded, untrained 2-level ``UNet2DModel`` (RGB, 16x16) + ``DDPMScheduler(1000)`` saved with
-    ``save_pretrained`` (root layout), once per session; tests must not modify the folder."""
-    from diffusers import DDPMScheduler, UNet2DModel
+    """:func:`tiny_unet` (RGB, 16x16) + ``DDPMScheduler(1000)`` saved with ``save_pretrained`` (root
+    layout), once per session; tests must not modify the folder."""
+    from diffusers import DDPMScheduler
 
     folder = tmp_path_factory.mktemp("tiny_unet")
-    with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator
-        torch.manual_seed(0)
-        unet = UNet2DModel(
-            sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-            down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
-        )
+    unet = tiny_unet()
     unet.save_pretrained(folder)
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
     return folder

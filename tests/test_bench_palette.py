@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import isotropic_gaussian_prior, one_line_error
+from conftest import isotropic_gaussian_prior, one_line_error, tiny_unet
 from PIL import Image
 from test_bench import _read_csv, _without_times, _write_images
 
@@ -32,16 +32,10 @@ T = 8
 
 def _palette_model(folder: Path, task: PaletteTask, timesteps: int = T) -> Path:
     """A seeded, untrained Palette model: a 2-level UNet taking (c, y_t), 6 -> 3 channels, and palette.json."""
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import DDPMScheduler
 
     folder.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator
-        torch.manual_seed(1)
-        unet = UNet2DModel(
-            sample_size=16, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-            down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
-        )
-    unet.save_pretrained(folder)
+    tiny_unet(in_channels=6, seed=1).save_pretrained(folder)
     DDPMScheduler(num_train_timesteps=timesteps).save_pretrained(folder)
     write_palette_task(folder, task)
     return folder

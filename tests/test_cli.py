@@ -18,21 +18,9 @@ Q8 = 2 / (255 * 12**0.5)
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A randomly initialised 2-level UNet2DModel + DDPM scheduler in the save_pretrained layout."""
-    import torch
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    folder = tmp_path_factory.mktemp("tiny_unet")
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
-    unet.save_pretrained(folder)
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
-    return str(folder)
+def tiny_model(tiny_unet_dir):
+    """conftest's tiny prior folder, as a string."""
+    return str(tiny_unet_dir)
 
 
 def _png(path, h, w, channels=3, seed=0):

@@ -124,24 +124,11 @@ def test_no_host_sync_inside_the_step_loop_on_cuda(name):
         torch.cuda.set_sync_debug_mode(0)
 
 
-@pytest.fixture(scope="module")
-def tiny_unet_folder(tmp_path_factory):
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    folder = tmp_path_factory.mktemp("tiny_unet_cuda")
-    torch.manual_seed(0)
-    UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                norm_num_groups=4).save_pretrained(folder)
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
-    return folder
-
-
-def test_fp16_unet_with_float32_spectral_algebra(tiny_unet_folder):
+def test_fp16_unet_with_float32_spectral_algebra(tiny_unet_dir):
     from ddrm_kit import load_prior
 
-    half = load_prior(tiny_unet_folder, device=CUDA, dtype=torch.float16)
-    full = load_prior(tiny_unet_folder, device=CUDA)
+    half = load_prior(tiny_unet_dir, device=CUDA, dtype=torch.float16)
+    full = load_prior(tiny_unet_dir, device=CUDA)
     op = operators.get_operator("sr4", SHAPE)
     x = (torch.rand((2, *SHAPE), generator=torch.Generator().manual_seed(4)) * 2 - 1)
     y = op.H(x).to(CUDA)
@@ -154,7 +141,7 @@ def test_fp16_unet_with_float32_spectral_algebra(tiny_unet_folder):
     assert _rel(half(xt, t), full(xt, t).cpu()) < 1e-2  # fp16 rounding, not a different network
 
 
-def test_solve_on_cuda_in_fp16_end_to_end(tmp_path, tiny_unet_folder):
+def test_solve_on_cuda_in_fp16_end_to_end(tmp_path, tiny_unet_dir):
     from ddrm_kit.cli import main
 
     a = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
@@ -162,7 +149,7 @@ def test_solve_on_cuda_in_fp16_end_to_end(tmp_path, tiny_unet_folder):
     outs = []
     for k in range(2):
         out = tmp_path / f"out{k}.png"
-        result = CliRunner().invoke(main, ["solve", "--op", "sr4", "--model", str(tiny_unet_folder), "--device", "cuda",
+        result = CliRunner().invoke(main, ["solve", "--op", "sr4", "--model", str(tiny_unet_dir), "--device", "cuda",
                                            "--precision", "fp16", "--steps", "5", "--no-progress", "-o", str(out),
                                            str(tmp_path / "lr.png")])
         assert result.exit_code == 0, result.output

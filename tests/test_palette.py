@@ -14,7 +14,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 import ddrm_kit
 import operators
-from conftest import linear_alphas_cumprod
+from conftest import linear_alphas_cumprod, tiny_unet
 from ddrm_kit import Prior, load_palette_prior, load_prior, palette, palette_condition, timesteps
 from ddrm_kit.errors import DDRMError, ModelNotFoundError, UnsupportedModelError
 from ddrm_kit.palette_model import (PALETTE_JSON, PaletteTask, read_palette_task,
@@ -447,12 +447,7 @@ def test_uncrop_docstring_example_runs():
 
 
 def tiny_conditional_unet(channels: int = 3, in_channels: int | None = None) -> UNet2DModel:
-    with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator
-        torch.manual_seed(0)
-        return UNet2DModel(
-            sample_size=8, in_channels=in_channels or 2 * channels, out_channels=channels, layers_per_block=1,
-            block_out_channels=(8, 16), norm_num_groups=4, down_block_types=("DownBlock2D",) * 2,
-            up_block_types=("UpBlock2D",) * 2).eval()
+    return tiny_unet(in_channels or 2 * channels, channels, sample_size=8)
 
 
 def save_model(folder, unet, layout: str = "root", task: PaletteTask | None = None, **scheduler) -> None:

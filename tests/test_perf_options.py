@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 from PIL import Image
 
 import operators
+from conftest import tiny_unet
 from ddrm_kit import ddrm, load_prior
 from ddrm_kit.cli import main
 
@@ -17,10 +18,7 @@ from ddrm_kit.cli import main
 @pytest.fixture(scope="module")
 def tiny_prior_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_prior")
-    torch.manual_seed(0)  # diffusers initialises weights from the global generator
-    UNet2DModel(sample_size=8, in_channels=3, out_channels=6, layers_per_block=1, block_out_channels=(8, 16),
-                norm_num_groups=4, down_block_types=("DownBlock2D",) * 2,
-                up_block_types=("UpBlock2D",) * 2).save_pretrained(folder)
+    tiny_unet(out_channels=6, sample_size=8).save_pretrained(folder)
     DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction").save_pretrained(folder)
     return folder
 

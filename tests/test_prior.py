@@ -10,6 +10,7 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 import ddrm_kit.prior as prior_mod
+from conftest import tiny_unet
 from ddrm_kit import Prior, load_prior
 from ddrm_kit.errors import DDRMError, HubUnavailableError, ModelNotFoundError, UnsupportedModelError
 
@@ -17,13 +18,8 @@ from ddrm_kit.errors import DDRMError, HubUnavailableError, ModelNotFoundError, 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
-def tiny_unet(out_channels: int = 3, blocks: int = 2, seed: int = 0) -> UNet2DModel:
-    torch.manual_seed(seed)  # diffusers initialises weights from the global generator
-    return UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=out_channels, layers_per_block=1,
-        block_out_channels=(8, 16, 16)[:blocks], norm_num_groups=4,
-        down_block_types=("DownBlock2D",) * blocks, up_block_types=("UpBlock2D",) * blocks,
-    ).eval()
+def small_unet(out_channels: int = 3, blocks: int = 2, seed: int = 0) -> UNet2DModel:
+    return tiny_unet(out_channels=out_channels, seed=seed, sample_size=8, levels=blocks)
 
 
 def save(folder, unet: UNet2DModel, scheduler: DDPMScheduler, layout: str) -> None:
@@ -52,7 +48,7 @@ def test_prior_wraps_callable():
 @pytest.mark.parametrize("layout", ["root", "pipeline"])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_load_save_pretrained_converts_to_epsilon(tmp_path, layout, prediction_type):
-    unet = tiny_unet()
+    unet = small_unet()
     scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
     save(tmp_path, unet, scheduler, layout)
     prior = load_prior(tmp_path, device="cpu")
@@ -76,13 +72,13 @@ def test_load_save_pretrained_converts_to_epsilon(tmp_path, layout, prediction_t
 @pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
 def test_beta_schedules(tmp_path, schedule):
     scheduler = DDPMScheduler(num_train_timesteps=50, beta_schedule=schedule)
-    save(tmp_path, tiny_unet(), scheduler, "root")
+    save(tmp_path, small_unet(), scheduler, "root")
     prior = load_prior(tmp_path, device="cpu")
     assert torch.allclose(prior.alphas_cumprod, scheduler.alphas_cumprod.double(), rtol=1e-5)
 
 
 def test_learned_sigma_keeps_epsilon_channels(tmp_path):
-    unet = tiny_unet(out_channels=6)
+    unet = small_unet(out_channels=6)
     save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20, variance_type="learned_range"), "root")
     prior = load_prior(tmp_path, device="cpu")
     x = torch.randn(1, 3, 8, 8)
@@ -91,7 +87,7 @@ def test_learned_sigma_keeps_epsilon_channels(tmp_path):
 
 
 def test_odd_sizes_are_reflect_padded_and_cropped(tmp_path):
-    unet = tiny_unet(blocks=3)  # takes multiples of 4
+    unet = small_unet(blocks=3)  # takes multiples of 4
     save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20), "root")
     prior = load_prior(tmp_path, device="cpu")
     x = torch.randn(2, 3, 7, 5)
@@ -166,7 +162,7 @@ def test_hub_id_loads_from_the_hub_cache_offline(tmp_path, monkeypatch):
     commit = "0" * 40
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
-    unet = tiny_unet()
+    unet = small_unet()
     save(repo / "snapshots" / commit, unet, DDPMScheduler(num_train_timesteps=30), "pipeline")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -500,7 +496,7 @@ def test_folders_load_strictly(tmp_path):
     with pytest.raises(CheckpointWeightsError) as err:
         load_prior(tmp_path / "no_groups", device="cpu")
     assert "unused mid_block.attentions.0.group_norm.bias" in _one_line(err)
-    save(tmp_path / "lacks", tiny_unet(), DDPMScheduler(num_train_timesteps=20), "pipeline")
+    save(tmp_path / "lacks", small_unet(), DDPMScheduler(num_train_timesteps=20), "pipeline")
     weights = tmp_path / "lacks" / "unet" / "diffusion_pytorch_model.safetensors"
     state = load_file(weights)
     del state["conv_in.bias"]
@@ -513,9 +509,7 @@ def test_folders_load_strictly(tmp_path):
 def test_a_palette_model_folder_is_refused_with_its_loader(tmp_path):
     from ddrm_kit.palette_model import PaletteTask, write_palette_task
 
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    unet = tiny_unet(in_channels=6, sample_size=8)
     save(tmp_path, unet, DDPMScheduler(num_train_timesteps=20), "root")
     write_palette_task(tmp_path, PaletteTask("uncrop"))
     with pytest.raises(UnsupportedModelError) as err:
