@@ -504,4 +504,5 @@ def test_ddrm_is_the_default_method_with_20_steps_and_no_noise(tmp_path):
     assert _without_times(default) == _without_times(explicit) and default[0]["method"] == "ddrm"
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert (summary["method"], summary["steps"], summary["sigma_y"], summary["palette"]) == ("ddrm", 20, 0.0, None)
+    assert summary["clip_denoised"] is False
     assert (tmp_path / "a" / "summary.md").read_text().startswith("# ddrm bench: `sr2`")

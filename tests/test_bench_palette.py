@@ -193,6 +193,7 @@ def test_summaries_record_the_method_task_noise_steps_and_time(tmp_path, models)
     assert summary["palette"] == {"task": {"operator": "uncrop", "params": {"side": "left", "fraction": 0.375},
                                            "sigma_y": 0.0}, "timesteps": T}
     assert summary["steps"] == T and summary["sigma_y"] == 0.0 and summary["sampler_sigma_y"] is None
+    assert summary["clip_denoised"] is True
     assert summary["observation_rounded"] is True and summary["means"]["palette"]["n"] == 2
     assert summary["means"]["palette"]["seconds"] > 0
     md = (out / "summary.md").read_text()

@@ -320,6 +320,7 @@ def write_outputs(
         "model": cfg.model or "builtin",
         "palette": palette,  # the Palette model's task and training sigma_y (pixel units), and its T
         "steps": cfg.steps,
+        "clip_denoised": cfg.clip_denoised,
         "average": cfg.average,
         "precision": cfg.precision,
         "seed": cfg.seed,
