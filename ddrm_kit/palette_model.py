@@ -37,12 +37,14 @@ PALETTE_JSON = "palette.json"
 class ConditionalUNet(torch.nn.Module):
     """Palette's network as a conditional ε-predictor: ``eps(y_t, t, c) = unet(cat([c, y_t], 1), t)``.
 
-    ``unet`` is a ``UNet2DModel`` predicting ε with ``in_channels = 2 * out_channels``. Images of any
-    size are padded to the UNet's multiple and cropped back, as for an unconditional prior; the
-    output is float32.
+    ``unet`` is a ``UNet2DModel`` with ``in_channels = 2 * out_channels`` predicting ε (Palette's
+    choice), or v or x0 (``prediction_type`` as diffusers names them; converted to ε at ``y_t`` with
+    ``alphas_cumprod``, as for an unconditional prior). Images of any size are padded to the UNet's
+    multiple and cropped back; the output is float32.
     """
 
-    def __init__(self, unet: torch.nn.Module, channels_last: bool = False) -> None:
+    def __init__(self, unet: torch.nn.Module, channels_last: bool = False, alphas_cumprod: torch.Tensor | None = None,
+                 prediction_type: str = "epsilon") -> None:
         super().__init__()
         cin, cout = int(unet.config.in_channels), int(unet.config.out_channels)
         if cin != 2 * cout:
@@ -50,16 +52,18 @@ class ConditionalUNet(torch.nn.Module):
                 f"a Palette UNet takes the condition and the noisy image, 2 x {cout} = {2 * cout} input channels "
                 f"for {cout} output channels; this one takes {cin}")
         self.channels = cout
-        # The unconditional adapter's ε path does the padding and cropping; it reads the schedule only to
-        # convert other prediction types, which a Palette model does not use.
-        self.adapter = _UNetEps(unet, torch.ones(1), "epsilon", channels_last)
+        if prediction_type != "epsilon" and alphas_cumprod is None:
+            raise UnsupportedModelError(f"a {prediction_type} Palette UNet needs alphas_cumprod to give ε")
+        # The unconditional adapter pads, crops and converts to ε (at y_t, not at its 2C-channel input).
+        ac = torch.ones(1) if alphas_cumprod is None else alphas_cumprod
+        self.adapter = _UNetEps(unet, ac, prediction_type, channels_last)
 
     @property
     def unet(self) -> torch.nn.Module:
         return self.adapter.unet
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.adapter(torch.cat([c.to(x.dtype), x], dim=1), t)
+        return self.adapter(torch.cat([c.to(x.dtype), x], dim=1), t, x_t=x)
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,7 @@ def load_palette_prior(folder: str | os.PathLike, device: torch.device | str | N
         raise UnsupportedModelError(f"no scheduler_config.json in {path} (root or scheduler/): save the DDPMScheduler")
     sched_cfg = _read_json(sched_dir / "scheduler_config.json")
     _check_scheduler_config(sched_cfg, str(path))
-    if sched_cfg.get("prediction_type", "epsilon") != "epsilon":
-        raise UnsupportedModelError(
-            f"{path} has prediction_type={sched_cfg['prediction_type']!r}; Palette models predict epsilon")
-    ac, _ = _alphas_cumprod(sched_cfg, str(path))
+    ac, prediction = _alphas_cumprod(sched_cfg, str(path))
     try:
         unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dt, low_cpu_mem_usage=_HAS_ACCELERATE)
     except (OSError, ValueError, RuntimeError) as err:
@@ -165,5 +166,5 @@ def load_palette_prior(folder: str | os.PathLike, device: torch.device | str | N
         unet = unet.to(memory_format=torch.channels_last)
     if compile:
         unet.compile()
-    eps = ConditionalUNet(unet, channels_last).to(dev)
+    eps = ConditionalUNet(unet, channels_last, ac, prediction).to(dev)
     return Prior(eps, ac, device=dev, dtype=dt, channels=eps.channels, name=str(path), conditional=True)

@@ -106,7 +106,8 @@ class _UNetEps(torch.nn.Module):
         self.register_buffer("sqrt_a", ac.sqrt(), persistent=False)
         self.register_buffer("sqrt_1ma", (1 - ac).sqrt(), persistent=False)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor | None = None) -> torch.Tensor:
+        """ε at ``x_t`` (default ``x``, the network's input; a conditional network's input holds more)."""
         h, w = x.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         xin = x.to(self.unet.dtype)
@@ -130,7 +131,7 @@ class _UNetEps(torch.nn.Module):
             return out
         sa = self.sqrt_a[t].view(-1, 1, 1, 1)
         s1 = self.sqrt_1ma[t].view(-1, 1, 1, 1)
-        xf = x.float()
+        xf = (x if x_t is None else x_t).float()
         if self.prediction_type == "v_prediction":
             # v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0 and x_t = sqrt(ᾱ) x0 + sqrt(1-ᾱ) ε  =>  ε = sqrt(ᾱ) v + sqrt(1-ᾱ) x_t
             return sa * out + s1 * xf

@@ -17,7 +17,7 @@ import operators
 from conftest import linear_alphas_cumprod, tiny_unet
 from ddrm_kit import Prior, load_palette_prior, load_prior, palette, palette_condition, timesteps
 from ddrm_kit.errors import DDRMError, ModelNotFoundError, UnsupportedModelError
-from ddrm_kit.palette_model import (PALETTE_JSON, PaletteTask, read_palette_task,
+from ddrm_kit.palette_model import (PALETTE_JSON, ConditionalUNet, PaletteTask, read_palette_task,
                                     write_palette_task)
 from ddrm_kit.prior import _UNetEps
 from operators import OperatorError
@@ -489,6 +489,22 @@ def test_saved_model_loads_as_a_conditional_prior(tmp_path, layout):
     assert out.shape == (1, 3, 8, 8) and out.abs().max() <= 1
 
 
+def test_a_v_prediction_model_gives_epsilon_at_y_t(tmp_path):
+    """ε = sqrt(ᾱ) v + sqrt(1-ᾱ) y_t with y_t the noisy image, not the UNet's (c, y_t) input."""
+    unet = tiny_conditional_unet()
+    save_model(tmp_path, unet, task=PaletteTask("sr2"), prediction_type="v_prediction")
+    prior = load_palette_prior(tmp_path, device="cpu", channels_last=False)
+    ac = DDPMScheduler(num_train_timesteps=100).alphas_cumprod.float()
+    gen = torch.Generator().manual_seed(0)
+    x, c, t = torch.randn(2, 3, 8, 8, generator=gen), torch.randn(2, 3, 8, 8, generator=gen), torch.tensor([5, 90])
+    with torch.no_grad():
+        v = unet(torch.cat([c, x], 1), t).sample
+    a = ac[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(prior(x, t, c), a.sqrt() * v + (1 - a).sqrt() * x, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UnsupportedModelError, match="needs alphas_cumprod"):
+        ConditionalUNet(unet, prediction_type="v_prediction")
+
+
 def test_model_folder_errors(tmp_path):
     plain = tmp_path / "ddrm_prior"
     save_model(plain, tiny_conditional_unet(in_channels=3))
@@ -501,10 +517,6 @@ def test_model_folder_errors(tmp_path):
     save_model(pal, tiny_conditional_unet(), task=PaletteTask("sr2"))
     with pytest.raises(UnsupportedModelError, match=r"is a Palette model \(trained for sr2\), not a DDRM prior"):
         load_prior(pal, device="cpu")
-    vpred = tmp_path / "vpred"
-    save_model(vpred, tiny_conditional_unet(), task=PaletteTask("sr2"), prediction_type="v_prediction")
-    with pytest.raises(UnsupportedModelError, match="predict epsilon"):
-        load_palette_prior(vpred, device="cpu")
     with pytest.raises(ModelNotFoundError, match="no such Palette model folder"):
         load_palette_prior(tmp_path / "missing", device="cpu")
     (pal / PALETTE_JSON).write_text(json.dumps({"op": "sr2"}))

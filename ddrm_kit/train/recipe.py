@@ -95,8 +95,6 @@ def check_recipe(cfg: TrainConfig) -> None:
         raise TrainingError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.loss == "l1" and cfg.loss_weighting != "uniform":
         raise TrainingError("Min-SNR weights the squared error: use --loss l2 with --loss-weighting min_snr")
-    if cfg.palette is not None and cfg.prediction != "epsilon":
-        raise TrainingError("a Palette model predicts epsilon (Saharia et al. 2022): drop --prediction v_prediction")
     if cfg.loss_weighting not in LOSS_WEIGHTINGS:
         raise TrainingError(f"--loss-weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {cfg.loss_weighting!r}")
     if not cfg.snr_gamma > 0:
