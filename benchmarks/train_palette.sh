@@ -8,6 +8,8 @@
 #   benchmarks/train_palette.sh /work/shared/data/BSDS500 runs 30            # all four, 30 min each
 #   benchmarks/train_palette.sh /work/shared/data/BSDS500 runs 60 color      # the colour model, longer
 #
+# PREDICTION=v_prediction trains v-prediction models instead, into RUNS/palette_v_OP.
+#
 # Re-running continues each run from its last checkpoint (--resume) for another MINUTES; the run
 # keeps the recipe it was created with. Each run folder (RUNS/palette_OP) holds palette.json and
 # holdout.csv and restores with `ddrm solve --model RUNS/palette_OP INPUT`.
@@ -18,8 +20,11 @@ minutes=${3:-30}
 shift $(( $# < 3 ? $# : 3 ))
 ops=("$@")
 (( ${#ops[@]} )) || ops=(color inp_box uncrop jpeg10)
+prediction=${PREDICTION:-epsilon}
+prefix=palette_; [[ $prediction == epsilon ]] || prefix=palette_v_
 for op in "${ops[@]}"; do
-    OMP_NUM_THREADS=1 ddrm train --palette "$op" --data "$data/train" --data "$data/test" -o "$runs/palette_$op" \
+    OMP_NUM_THREADS=1 ddrm train --palette "$op" --prediction "$prediction" --data "$data/train" --data "$data/test" \
+        -o "$runs/$prefix$op" \
         --size 64 --channels 32,64,128,128 --layers-per-block 1 --batch-size 16 --lr 5e-4 --ema 0.999 \
         --seed 0 --threads 1 --minutes "$minutes" --checkpoint-every 5 --resume --no-progress
 done
