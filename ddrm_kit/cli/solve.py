@@ -87,8 +87,8 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     A Palette model (a folder with palette.json, from `ddrm train --palette OP`) restores its own
     operator OP with Palette's Algorithm 2 (--op may be omitted): --steps defaults to all T
     timesteps (1000 network evaluations; fewer stride the schedule), x̂0 is clipped unless
-    --no-clip-denoised, --eta, --eta-b, -p, --mask and --kernel do not apply, and --sigma-y only sets the noise of --clean
-    (default: the model's training noise).
+    --no-clip-denoised, --eta, --eta-b, -p, --mask and --kernel do not apply, and --sigma-y
+    only sets the noise of --clean (default: the model's training noise).
     """
     import operators
     from ddrm_kit.imageio import apply_orientation, save_image
