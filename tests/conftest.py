@@ -179,6 +179,28 @@ def host_syncs(monkeypatch):
     return in_loop, syncs
 
 
+def assert_bench_equals_degrade_then_solve(tmp_path, path, bench: list[str], degrade: list[str],
+                                           solve: list[str]) -> None:
+    """``ddrm bench --save-images`` on ``path``'s folder writes the image that ``ddrm degrade`` then
+    ``ddrm solve`` make of ``path`` (each given its own options; inputs and outputs are added here)."""
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from ddrm_kit.cli import main
+
+    # The observation file keeps the clean file's name, so solve keys its sampler like bench.
+    observed = tmp_path / "observed" / path.name
+    runs = (["bench", *bench, "--data", str(path.parent), "-o", str(tmp_path / "b"), "--save-images"],
+            ["degrade", *degrade, str(path), "-o", str(observed)],
+            ["solve", *solve, str(observed), "-o", str(tmp_path / "s.png")])
+    for args in runs:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    benched = np.asarray(Image.open(tmp_path / "b" / "images" / path.name))
+    assert np.array_equal(benched, np.asarray(Image.open(tmp_path / "s.png")))
+
+
 def isotropic_gaussian_prior(c: float = 0.5):
     """The exact ε̂ for RGB images x0 ~ N(0, c² I): a cheap analytic stand-in for a network."""
     from ddrm_kit import Prior

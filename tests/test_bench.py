@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import isotropic_gaussian_prior, make_oracle_prior
+from conftest import assert_bench_equals_degrade_then_solve, isotropic_gaussian_prior, make_oracle_prior
 from PIL import Image
 
 from ddrm_kit import load_prior
@@ -401,17 +401,9 @@ def test_uint8_bench_equals_degrade_then_solve_on_the_8bit_file(tmp_path, tiny_u
     """`ddrm bench` (default --observation uint8) restores what `ddrm solve` restores from `ddrm degrade`'s file."""
     data = tmp_path / "data"
     (path,) = _write_images(data, [(16, 16)], seed=9)
-    runner = CliRunner()
-    noise = ["--sigma-y", sigma_y, "--seed", "4"]
+    noise = ["--op", op_name, "--sigma-y", sigma_y, "--seed", "4"]
     run = ["--model", str(tiny_unet_dir), "--steps", "3", "--device", "cpu", "--no-progress"]
-    _ok(runner.invoke(main, ["bench", "--op", op_name, *noise, *run, "--data", str(data), "-o", str(tmp_path / "b"),
-                             "--save-images"]))
-    # The observation file keeps the clean file's name, so solve keys its sampler like bench.
-    observed = tmp_path / "observed" / path.name
-    _ok(runner.invoke(main, ["degrade", "--op", op_name, *noise, str(path), "-o", str(observed)]))
-    _ok(runner.invoke(main, ["solve", "--op", op_name, *noise, *run, str(observed), "-o", str(tmp_path / "s.png")]))
-    benched = np.asarray(Image.open(tmp_path / "b" / "images" / path.name))
-    assert np.array_equal(benched, np.asarray(Image.open(tmp_path / "s.png")))
+    assert_bench_equals_degrade_then_solve(tmp_path, path, [*noise, *run], noise, [*noise, *run])
 
 
 # ---------------------------------------------------------------------------------- what the command shows

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import isotropic_gaussian_prior, one_line_error, tiny_unet
+from conftest import assert_bench_equals_degrade_then_solve, isotropic_gaussian_prior, one_line_error, tiny_unet
 from PIL import Image
 from test_bench import _read_csv, _without_times, _write_images
 
@@ -164,16 +164,9 @@ def test_uint8_bench_equals_degrade_then_solve_on_the_8bit_file(tmp_path, models
     (path,) = _write_images(data, [(16, 16)], seed=9)
     run = models[model]
     task = read_palette_task(run)
-    runner = CliRunner()
     common = ["--model", str(run), "--steps", "3", "--seed", "4", "--device", "cpu", "--no-progress"]
-    _ok(runner.invoke(main, ["bench", "--method", "palette", *common, "--data", str(data), "-o", str(tmp_path / "b"),
-                             "--save-images"]))
-    observed = tmp_path / "observed" / path.name  # the clean file's name: solve keys its sampler like bench
-    _ok(runner.invoke(main, ["degrade", "--op", task.operator, "--sigma-y", f"{task.sigma_y / 2:g}", "--seed", "4",
-                             str(path), "-o", str(observed)]))
-    _ok(runner.invoke(main, ["solve", *common, str(observed), "-o", str(tmp_path / "s.png")]))
-    benched = np.asarray(Image.open(tmp_path / "b" / "images" / path.name))
-    assert np.array_equal(benched, np.asarray(Image.open(tmp_path / "s.png")))
+    degrade = ["--op", task.operator, "--sigma-y", f"{task.sigma_y / 2:g}", "--seed", "4"]
+    assert_bench_equals_degrade_then_solve(tmp_path, path, ["--method", "palette", *common], degrade, common)
 
 
 # ---------------------------------------------------------------------------------- what it records
