@@ -27,11 +27,21 @@ from .errors import DDRMError, ModelNotFoundError, UnsupportedModelError
 from .prior import (_HAS_ACCELERATE, Prior, _alphas_cumprod, _check_scheduler_config, _has_weights, _read_json,
                     _resolve_device, _resolve_dtype, _UNetEps)
 
-__all__ = ["PALETTE_JSON", "ConditionalUNet", "PaletteTask", "load_palette_prior", "read_palette_task",
+__all__ = ["PALETTE_JSON", "ConditionalUNet", "all_steps_note", "PaletteTask", "load_palette_prior", "read_palette_task",
            "write_palette_task"]
 
 #: The marker file of a Palette model folder.
 PALETTE_JSON = "palette.json"
+#: Above this many timesteps, sampling all of them (the default of `ddrm solve` and `ddrm bench`) gets a note.
+STEPS_NOTE_ABOVE = 100
+
+
+def all_steps_note(total: int) -> str | None:
+    """The note on the cost of the default, all ``total`` timesteps, or None when that is few."""
+    if total <= STEPS_NOTE_ABOVE:
+        return None
+    return (f"a Palette model samples all {total} timesteps by default (Algorithm 2), one network evaluation each; "
+            f"--steps {STEPS_NOTE_ABOVE} is {total // STEPS_NOTE_ABOVE}x faster (a strided schedule)")
 
 
 class ConditionalUNet(torch.nn.Module):

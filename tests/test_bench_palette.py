@@ -215,13 +215,13 @@ def test_sigma_y_defaults_to_the_training_noise_and_another_one_gets_a_note(tmp_
 
 
 def test_all_timesteps_by_default_with_a_note_when_that_is_many(tmp_path, models, monkeypatch):
-    import ddrm_kit.bench.run as bench_run
+    import ddrm_kit.palette_model as palette_model
     import ddrm_kit.palette_sampler as sampler
 
     calls = []
     real = sampler.palette
     monkeypatch.setattr(sampler, "palette", lambda *a, **k: calls.append((k["steps"], k["clip_denoised"])) or real(*a, **k))
-    monkeypatch.setattr(bench_run, "STEPS_NOTE_ABOVE", 4)
+    monkeypatch.setattr(palette_model, "STEPS_NOTE_ABOVE", 4)
     data = tmp_path / "data"
     _write_images(data, [(16, 16)])
     common = ["bench", "--method", "palette", "--model", str(models["sr2"]), "--data", str(data), "--device", "cpu",

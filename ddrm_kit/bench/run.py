@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from ddrm_kit.palette_model import PaletteTask
     from operators.registry import OperatorSpec
 
-#: Above this many timesteps, a Palette run over all of them (the default) gets a note on its cost.
-STEPS_NOTE_ABOVE = 100
-
 
 def _prior(cfg: BenchConfig, prior, ranks: distributed.Ranks):
     """The prior to run (``cfg.model`` loaded on this rank's device unless given) and ``cfg`` naming it.
@@ -116,10 +113,11 @@ def _observation_picture(op, spec: "OperatorSpec", y: "torch.Tensor", image_shap
 def _palette_steps(cfg: BenchConfig, total: int, notes: list[str]) -> BenchConfig:
     """``cfg`` with Palette's steps settled: all ``total`` timesteps unless given (a note when that is many)."""
     if cfg.steps is None:
-        if total > STEPS_NOTE_ABOVE:
-            notes.append(f"a Palette model samples all {total} timesteps by default (Algorithm 2), one network "
-                         f"evaluation each; --steps {STEPS_NOTE_ABOVE} is {total // STEPS_NOTE_ABOVE}x faster "
-                         "(a strided schedule)")
+        from ddrm_kit.palette_model import all_steps_note
+
+        note = all_steps_note(total)
+        if note:
+            notes.append(note)
         return replace(cfg, steps=total)
     if cfg.steps > total:
         raise BenchError(f"--steps {cfg.steps} is more than the Palette model's {total} timesteps: "

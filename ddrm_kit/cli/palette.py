@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 DDRM_ONLY = {"eta": ("--eta", None), "eta_b": ("--eta-b", None)}
 #: Options of checkpoint files and class-conditional priors, with the same.
 PRIOR_ONLY = {"model_config": ("--model-config", None), "class_label": ("--class-label", None)}
-#: Above this many network evaluations per image, the default (all T steps) gets a note on its cost.
-STEPS_NOTE_ABOVE = 100
 
 
 @dataclass(frozen=True)
@@ -92,11 +90,12 @@ def palette_run(task: "PaletteTask", ctx: click.Context) -> PaletteRun:
     clip = p["clip_denoised"] is not False
     if ctx.get_parameter_source("steps") is not ParameterSource.DEFAULT:
         return PaletteRun(task.operator, sigma_y, p["steps"], clip, notes)
+    from ddrm_kit.palette_model import all_steps_note
+
     info = read_model_info(p["model"])
-    if info is not None and info.timesteps > STEPS_NOTE_ABOVE:
-        notes.append(f"a Palette model samples all {info.timesteps} timesteps by default (Algorithm 2), one network "
-                     f"evaluation each; --steps {STEPS_NOTE_ABOVE} is {info.timesteps // STEPS_NOTE_ABOVE}x faster "
-                     "(a strided schedule)")
+    note = None if info is None else all_steps_note(info.timesteps)
+    if note:
+        notes.append(note)
     return PaletteRun(task.operator, sigma_y, None, clip, notes)
 
 
