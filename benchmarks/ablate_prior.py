@@ -8,6 +8,10 @@
     OMP_NUM_THREADS=2 python benchmarks/ablate_prior.py --runs runs/ablate --steps 3000 --threads 2 \\
         --eval-only --table runs/ablate/table.md                               # when they are done
 
+The ``ft-`` variants fine-tune the shipped built-in prior (``ddrm train --init builtin``) for
+``--steps`` more steps, and ``v1-shipped`` is that prior as shipped (0 steps): the changes that keep
+its architecture (prediction, weighting, crop size) compared at the same budget from the same start.
+
 Each variant trains in its own run folder ``RUNS/<variant>`` with ``ddrm_kit.train`` (resumable:
 re-running continues a run, and skips one that has reached ``--steps``; a run keeps the recipe it
 was created with, so ``latecrops`` switches to 128² crops at 3/4 of the first ``--steps`` given).
@@ -61,6 +65,12 @@ VARIANTS = {
     "vpred+minsnr+latecrops": {**VPRED_MINSNR, "late_size": 128},
     # two ResNet layers per block at 7/8 of the width: 1.1x v1's forward at 256² (0.87x at 3/4 width)
     "vpred+minsnr+deep": {**VPRED_MINSNR, "channels": (28, 56, 112, 112), "layers_per_block": 2},
+    # fine-tunes of the shipped v1 (ddrm train --init builtin), for the changes its architecture allows
+    "v1-shipped": {"init": "builtin", "steps": 0},
+    "ft-eps": {"init": "builtin"},
+    "ft-vpred": {"init": "builtin", "prediction": "v_prediction"},
+    "ft-vpred+minsnr": {"init": "builtin", **VPRED_MINSNR},
+    "ft-vpred+minsnr+crops128": {"init": "builtin", **VPRED_MINSNR, "late_size": 128, "late_from": 0},
 }
 LATE_FRACTION = 0.75  # latecrops: 128² crops for the last quarter of the steps
 FORWARD_SIZE = 256
@@ -69,7 +79,8 @@ FORWARD_SIZE = 256
 def recipe(name: str, steps: int, batch: int) -> dict:
     """``ddrm_kit.train.train`` keywords of a variant: today's recipe with the variant's changes."""
     changes = dict(VARIANTS[name])
-    if "late_size" in changes:
+    changes.pop("steps", None)
+    if "late_size" in changes and "late_from" not in changes:
         changes["late_from"] = round(LATE_FRACTION * steps)
     return {"size": 64, "channels": (32, 64, 128, 128), "layers_per_block": 1, "attention_levels": 0,
             "batch": batch, "lr": 5e-4, "ema": 0.999, "seed": 0, **changes}
@@ -91,6 +102,7 @@ def last_row(run: Path) -> dict | None:
 def train_variant(name: str, runs: Path, data: list[str], steps: int, batch: int, threads: int,
                   precision: str, checkpoint_every: float) -> None:
     run = runs / name
+    steps = VARIANTS[name].get("steps", steps)  # a variant may fix its own count: v1-shipped is v1 as loaded
     done = last_row(run)
     if done is not None and done["step"] >= steps:
         click.echo(f"{name}: trained ({done['step']} steps)")
@@ -215,7 +227,7 @@ def describe(cfg: TrainConfig) -> str:
     """A run's recipe as its differences from v1's."""
     v1 = TrainConfig(data=[], **recipe("v1", 1, cfg.batch))
     parts = []
-    for key in ("prediction", "loss_weighting", "snr_gamma", "channels", "layers_per_block", "attention_levels",
+    for key in ("init", "prediction", "loss_weighting", "snr_gamma", "channels", "layers_per_block", "attention_levels",
                 "size", "late_size", "late_from", "lr", "ema", "seed"):
         value = getattr(cfg, key)
         if (key == "snr_gamma" and cfg.loss_weighting == "uniform") or value == getattr(v1, key):

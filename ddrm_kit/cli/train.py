@@ -26,6 +26,7 @@ from .options import (batch_size_option, device_option, output_option, params_op
 @click.option("--late-size", type=click.IntRange(min=8), default=None, help="Larger crops from --late-from on (batch scaled by (size/late-size)^2, at least 1).")
 @click.option("--late-from", type=click.IntRange(min=0), default=None, help="Step at which --late-size crops start.")
 @click.option("--loss", type=click.Choice(["l2", "l1"]), default="l2", show_default=True, help="Squared or absolute error (l1: uniform weighting only).")
+@click.option("--init", default=None, metavar="MODEL", help="Fine-tune: start a new run from the weights of MODEL (builtin, a prior folder or a run folder) instead of random ones; give its architecture (--channels, ...).")
 @click.option("--palette", "palette", default=None, metavar="OP", help="Train a Palette model (Saharia et al. 2022) for operator OP (see `ddrm ops`) on pairs it makes from the crops.")
 @params_option
 @sigma_y_option

@@ -29,6 +29,7 @@ from .objective import noised, to_epsilon, training_loss
 from .pairs import Conditions, describe_task, draw_seeds, holdout_conditions, net_input, resolve_task, run_task
 from .recipe import (RECIPE_OPTIONS, TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side,
                      scheduler_config, unet_config)
+from .warmstart import check_init, load_init_weights
 
 # Crops per held-out image: enough for a stable loss, cheap on a CPU.
 HOLDOUT_CROPS_PER_IMAGE = 4
@@ -182,6 +183,7 @@ def train(
     late_size: int | None = None,
     late_from: int | None = None,
     loss: str = "l2",
+    init: str | None = None,
     palette: str | None = None,
     palette_params: Mapping[str, Any] | None = None,
     sigma_y: float = 0.0,
@@ -197,7 +199,8 @@ def train(
     (``loss_weighting``, see ``objective.min_snr_weights``); AdamW, linear warm-up, EMA of the
     weights. ``late_size``/``late_from`` switch to larger crops (and a smaller batch, see
     ``recipe.crop_plan``) from that step on; ``loss="l1"`` descends the absolute error instead (uniform
-    weighting). With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
+    weighting). With ``init`` (``builtin``, a prior folder or a run folder of the same architecture) a new run
+    starts from that UNet's weights instead of random ones: a fine-tune, e.g. to another ``prediction``. With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
     ``sigma_y`` in the units of [-1, 1] images) it trains a Palette model (Saharia et al. 2022): the
     network sees ``cat([c, x_t])`` with ``c = palette_condition(op, observe(op, x0, sigma_y))`` and the
     run folder gets a ``palette.json``. Stops after ``steps`` total steps or ``minutes`` of this call,
@@ -223,7 +226,7 @@ def train(
     recipe = dict(size=size, channels=tuple(channels), layers_per_block=layers_per_block,
                   attention_levels=attention_levels, batch=batch, lr=lr, ema=ema, seed=seed, precision=precision,
                   prediction=prediction, loss_weighting=loss_weighting, snr_gamma=snr_gamma, late_size=late_size,
-                  late_from=late_from, loss=loss,
+                  late_from=late_from, loss=loss, init=None if init is None else str(init),
                   palette=None if palette is None else resolve_task(palette, palette_params, sigma_y))
     if explicit is None:
         defaults = inspect.signature(train).parameters
@@ -231,6 +234,7 @@ def train(
     cfg = _recipe(state, folders, out, resume, recipe, explicit)
     check_recipe(cfg)
     task = run_task(cfg)
+    init_dir = check_init(cfg) if state is None and cfg.init is not None else None
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -250,6 +254,8 @@ def train(
     # The order of these random draws is part of the run: a resumed run must restore what a fresh one made.
     torch.manual_seed(cfg.seed)
     model = UNet2DModel(**unet_config(cfg)).to(dev)
+    if init_dir is not None:
+        load_init_weights(model, init_dir)
     ema_model = UNet2DModel(**unet_config(cfg)).to(dev)
     ema_model.load_state_dict(model.state_dict())
     ema_model.requires_grad_(False)
@@ -273,6 +279,7 @@ def train(
         f"ddrm train: {n_params / 1e6:.2f}M-parameter UNet, {len(train_images)} training images"
         f" ({held_out}), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
         f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}"
+        + ("" if cfg.init is None else f", fine-tuning {cfg.init}")
         + ("" if task is None else f"; Palette {describe_task(task)}, {cfg.loss} loss"),
         file=sys.stderr,
     )

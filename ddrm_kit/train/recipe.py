@@ -19,7 +19,7 @@ RECIPE_OPTIONS = {"size": "--size", "channels": "--channels", "layers_per_block"
                   "attention_levels": "--attention-levels", "batch": "--batch-size", "lr": "--lr", "ema": "--ema",
                   "seed": "--seed", "precision": "--precision", "prediction": "--prediction",
                   "loss_weighting": "--loss-weighting", "snr_gamma": "--snr-gamma", "late_size": "--late-size",
-                  "late_from": "--late-from", "loss": "--loss"}
+                  "late_from": "--late-from", "loss": "--loss", "init": "--init"}
 
 
 @dataclass
@@ -47,6 +47,8 @@ class TrainConfig:
     loss: str = "l2"
     # A Palette run's task, the body of its palette.json (operator, params, sigma_y); None: an unconditional prior.
     palette: dict[str, Any] | None = None
+    # The prior whose weights a fine-tuning run started from (--init): builtin or a folder; None: random weights.
+    init: str | None = None
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
