@@ -27,8 +27,8 @@ from .errors import DDRMError, ModelNotFoundError, UnsupportedModelError
 from .prior import (_HAS_ACCELERATE, Prior, _alphas_cumprod, _check_scheduler_config, _has_weights, _read_json,
                     _resolve_device, _resolve_dtype, _UNetEps)
 
-__all__ = ["PALETTE_JSON", "ConditionalUNet", "all_steps_note", "PaletteTask", "load_palette_prior", "read_palette_task",
-           "write_palette_task"]
+__all__ = ["PALETTE_JSON", "ConditionalUNet", "all_steps_note", "clip_default", "PaletteTask", "load_palette_prior",
+           "palette_task_of", "read_palette_task", "refused_option", "write_palette_task"]
 
 #: The marker file of a Palette model folder.
 PALETTE_JSON = "palette.json"
@@ -42,6 +42,26 @@ def all_steps_note(total: int) -> str | None:
         return None
     return (f"a Palette model samples all {total} timesteps by default (Algorithm 2), one network evaluation each; "
             f"--steps {STEPS_NOTE_ABOVE} is {total // STEPS_NOTE_ABOVE}x faster (a strided schedule)")
+
+
+#: Options a Palette model has no use for, by parameter name, with their flags: DDRM's sampler settings
+#: (Algorithm 2 has none), then those of checkpoint files and class-conditional priors.
+NOT_FOR_PALETTE = {"eta": "--eta", "eta_b": "--eta-b", "model_config": "--model-config", "class_label": "--class-label"}
+
+
+def refused_option(given: Mapping[str, Any]) -> str | None:
+    """Why the first option of ``NOT_FOR_PALETTE`` set (not None) in ``given`` is refused with a Palette model, or None."""
+    for name, flag in NOT_FOR_PALETTE.items():
+        if given.get(name) is not None:
+            if name in ("eta", "eta_b"):
+                return f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it"
+            return f"{flag} does not apply to a Palette model folder: drop it"
+    return None
+
+
+def clip_default(clip_denoised: bool | None, palette: bool) -> bool:
+    """``--clip-denoised`` as run: the value given, else on for Palette (DDPM's sampler) and off for DDRM (the papers)."""
+    return palette if clip_denoised is None else clip_denoised
 
 
 class ConditionalUNet(torch.nn.Module):
@@ -137,6 +157,14 @@ def read_palette_task(folder: str | os.PathLike) -> PaletteTask | None:
         raise UnsupportedModelError(
             f"{path} is not a Palette marker: expected {{\"operator\": NAME, \"params\": {{...}}, \"sigma_y\": S}}")
     return PaletteTask(body["operator"], body.get("params", {}), body.get("sigma_y", 0.0))
+
+
+def palette_task_of(model: str | os.PathLike | None) -> PaletteTask | None:
+    """The task of ``model`` when it names a local Palette model folder (one with palette.json), else None."""
+    if model is None or model == "builtin":
+        return None
+    folder = Path(model).expanduser()
+    return read_palette_task(folder) if folder.is_dir() else None
 
 
 def _component(folder: Path, sub: str, config: str) -> Path | None:

@@ -71,10 +71,12 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
     model given to DDRM, or a DDRM prior to Palette, is refused naming the fix. Palette's steps
     (all T) are settled once the model is loaded.
     """
+    from ddrm_kit.palette_model import clip_default, palette_task_of, refused_option
+
     if cfg.method not in METHODS:
         raise BenchError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.method == "ddrm":
-        task = _palette_task(cfg.model)
+        task = palette_task_of(cfg.model)
         if task is not None:
             raise BenchError(f"--model {cfg.model} is a Palette model (trained for {task.operator}), not a DDRM prior: "
                              "add --method palette")
@@ -82,13 +84,10 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
             raise BenchError("--op is needed with --method ddrm: name the operator (see `ddrm ops`)")
         return replace(cfg, steps=DDRM_STEPS if cfg.steps is None else cfg.steps,
                        sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y,
-                       clip_denoised=bool(cfg.clip_denoised)), None, []
-    for flag, value, unset in (("--eta", cfg.eta, None), ("--eta-b", cfg.eta_b, None)):
-        if value != unset:
-            raise BenchError(f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it")
-    for flag, value in (("--model-config", cfg.model_config), ("--class-label", cfg.class_label)):
-        if value is not None:
-            raise BenchError(f"{flag} does not apply to a Palette model folder: drop it")
+                       clip_denoised=clip_default(cfg.clip_denoised, palette=False)), None, []
+    refusal = refused_option(vars(cfg))
+    if refusal:
+        raise BenchError(refusal)
     if cfg.reference:
         raise BenchError("--reference lists published DDRM numbers, not Palette's: drop it with --method palette")
     if cfg.model is None:
@@ -98,7 +97,7 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
                          "--model RUN, a folder from `ddrm train --palette OP`")
     if not Path(cfg.model).expanduser().is_dir():
         raise BenchError(f"--model {cfg.model}: no such Palette model folder (from `ddrm train --palette OP`)")
-    task = _palette_task(cfg.model)
+    task = palette_task_of(cfg.model)
     if task is None:
         raise BenchError(f"--model {cfg.model} has no palette.json, so it is not a Palette model (a DDRM prior?): "
                          "use --method ddrm, or give a folder from `ddrm train --palette OP`")
@@ -110,16 +109,7 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
     if cfg.sigma_y is not None and cfg.sigma_y != trained:
         notes.append(f"--sigma-y {cfg.sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
     return replace(cfg, op=task.operator, sigma_y=trained if cfg.sigma_y is None else cfg.sigma_y,
-                   clip_denoised=cfg.clip_denoised is not False), task, notes
-
-
-def _palette_task(model: str | None) -> "PaletteTask | None":
-    """The task of ``model`` when it is a local folder with ``palette.json``, else None."""
-    if model is None or model == "builtin" or not Path(model).expanduser().is_dir():
-        return None
-    from ddrm_kit.palette_model import read_palette_task
-
-    return read_palette_task(Path(model).expanduser())
+                   clip_denoised=clip_default(cfg.clip_denoised, palette=True)), task, notes
 
 
 def check(cfg: BenchConfig):

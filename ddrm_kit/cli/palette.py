@@ -8,7 +8,6 @@ task it was trained for with Palette's Algorithm 2. Everything else (inputs, out
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -24,10 +23,6 @@ if TYPE_CHECKING:
     from ddrm_kit.palette_model import PaletteTask
     from ddrm_kit.prior import Prior
 
-#: DDRM's sampler options, which Algorithm 2 does not have, each with its flag and its value when not given.
-DDRM_ONLY = {"eta": ("--eta", None), "eta_b": ("--eta-b", None)}
-#: Options of checkpoint files and class-conditional priors, with the same.
-PRIOR_ONLY = {"model_config": ("--model-config", None), "class_label": ("--class-label", None)}
 
 
 @dataclass(frozen=True)
@@ -39,18 +34,6 @@ class PaletteRun:
     steps: int | None  # None: all T timesteps (Algorithm 2)
     clip_denoised: bool
     notes: list[str] = field(default_factory=list)
-
-
-def palette_task(model: str | None) -> "PaletteTask | None":
-    """The task of ``--model`` when it is a local Palette model folder (it holds palette.json), else None."""
-    if model is None or model == "builtin":
-        return None
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        return None
-    from ddrm_kit.palette_model import read_palette_task
-
-    return read_palette_task(folder)
 
 
 def describe(task: "PaletteTask") -> str:
@@ -70,12 +53,11 @@ def palette_run(task: "PaletteTask", ctx: click.Context) -> PaletteRun:
     if given:
         raise DDRMError(f"{', '.join(given)}: a Palette model restores the task it was trained for "
                         f"({describe(task)}); drop {'them' if len(given) > 1 else 'it'}")
-    for name, (flag, unset) in DDRM_ONLY.items():
-        if p[name] != unset:
-            raise DDRMError(f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it")
-    for name, (flag, unset) in PRIOR_ONLY.items():
-        if p[name] != unset:
-            raise DDRMError(f"{flag} does not apply to a Palette model folder: drop it")
+    from ddrm_kit.palette_model import all_steps_note, clip_default, refused_option
+
+    refusal = refused_option(p)
+    if refusal:
+        raise DDRMError(refusal)
     trained = task.sigma_y / 2.0  # palette.json is in [-1, 1] units, --sigma-y in [0, 1] pixel units
     notes = []
     if ctx.get_parameter_source("sigma_y") is ParameterSource.DEFAULT:
@@ -87,11 +69,9 @@ def palette_run(task: "PaletteTask", ctx: click.Context) -> PaletteRun:
         sigma_y = p["sigma_y"]
         if sigma_y != trained:
             notes.append(f"--sigma-y {sigma_y:g} simulates other noise than the model was trained for ({trained:g})")
-    clip = p["clip_denoised"] is not False
+    clip = clip_default(p["clip_denoised"], palette=True)
     if ctx.get_parameter_source("steps") is not ParameterSource.DEFAULT:
         return PaletteRun(task.operator, sigma_y, p["steps"], clip, notes)
-    from ddrm_kit.palette_model import all_steps_note
-
     info = read_model_info(p["model"])
     note = None if info is None else all_steps_note(info.timesteps)
     if note:

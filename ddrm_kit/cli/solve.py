@@ -23,7 +23,7 @@ from .model_info import ModelInfo, check_steps, loaded_model_info, read_model_in
 from .options import (batch_size_option, class_label_option, kernel_option, mask_option, model_config_option,
                       model_option, network_options, op_option, output_option, params_option, progress_option,
                       sampler_options, seed_option, sigma_y_option)
-from .palette import load_palette, missing_op, palette_run, palette_task
+from .palette import load_palette, missing_op, palette_run
 from .params import operator_params
 
 if TYPE_CHECKING:
@@ -92,10 +92,11 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     """
     import operators
     from ddrm_kit.imageio import apply_orientation, save_image
+    from ddrm_kit.palette_model import clip_default, palette_task_of
     from ddrm_kit.palette_sampler import restore_palette
     from ddrm_kit.restore import NOISE, SAMPLER, Settings, baseline, generators, restore
 
-    task = palette_task(model)
+    task = palette_task_of(model)
     if task is not None:
         run = palette_run(task, click.get_current_context())
         op_name, sigma_y = run.op_name, run.sigma_y
@@ -155,7 +156,8 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     for note in pending:
         click.echo(f"note: {note}", err=True)
     dev = prior.device
-    settings = Settings(steps=steps, eta=eta, eta_b=eta_b, clip_denoised=bool(clip_denoised), average=average)
+    settings = Settings(steps=steps, eta=eta, eta_b=eta_b, clip_denoised=clip_default(clip_denoised, palette=False),
+                        average=average)
     notes: list[str] = []
     rows = []
     for group in groups:
