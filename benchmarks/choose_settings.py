@@ -281,7 +281,7 @@ def main(model, data, seed, size, run, tasks, crop, images, steps, etas, eta_bs,
     settings["_note"] = (
         f"chosen by benchmarks/choose_settings.py for {key['model']}: coordinate search (eta, then eta_b, then t0) at "
         f"{steps} steps, one sample, mean PSNR over {len(names)} held-out training photos ({', '.join(names)}) of "
-        f"{' + '.join(map(str, cfg.data))} (split seed {cfg.seed}), centre {crop}² crops, sample seed {sample_seed}; "
+        f"{' + '.join('/'.join(Path(d).parts[-2:]) for d in cfg.data)} (split seed {cfg.seed}), centre {crop}² crops, sample seed {sample_seed}; "
         f"the papers' values kept unless a gain > {threshold:g} dB")
     path = out / SETTINGS_JSON
     check_settings(settings, T, str(path))

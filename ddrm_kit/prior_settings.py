@@ -20,7 +20,8 @@ from typing import Any
 
 from .errors import DDRMError, PriorSettingsError
 
-__all__ = ["SETTINGS_JSON", "PAPERS", "JPEG_T0_FRACTION", "check_settings", "read_settings", "sampler_settings"]
+__all__ = ["SETTINGS_JSON", "PAPERS", "JPEG_T0_FRACTION", "check_settings", "read_settings", "sampler_settings",
+           "settings_note"]
 
 SETTINGS_JSON = "ddrm_settings.json"
 #: The papers' values (Kawar et al. 2022 and 2022b) for priors without a settings file.
@@ -115,3 +116,25 @@ def sampler_settings(prior, op, *, steps: int | None = None, eta: float | None =
     given = {"steps": steps, "eta": eta, "eta_b": eta_b, "t0": t0}
     chosen.update({k: v for k, v in given.items() if v is not None})
     return chosen
+
+
+def settings_note(prior, op, *, steps: int | None = None, eta: float | None = None, eta_b: float | None = None,
+                  t0: int | None = None) -> str:
+    """The settings of :func:`sampler_settings` and where each comes from, in one line for a log.
+
+    E.g. ``steps 20, eta 1, eta_b 1 (eta: the prior's ddrm_settings.json, superres; steps, eta_b: the papers')``.
+    """
+    from operators.codec import CodecOperator
+
+    chosen = sampler_settings(prior, op, steps=steps, eta=eta, eta_b=eta_b, t0=t0)
+    given = {"steps": steps, "eta": eta, "eta_b": eta_b, "t0": t0}
+    kind = "codec" if isinstance(op, CodecOperator) else "linear"
+    sources: dict[str, list[str]] = {}
+    for key in chosen:
+        groups = [g for g in (getattr(op, "family", None), kind) if key in prior.settings.get(g, {})]
+        source = ("given" if given[key] is not None
+                  else f"the prior's {SETTINGS_JSON}, {groups[0]}" if groups else "the papers'")
+        sources.setdefault(source, []).append(key)
+    values = ", ".join(f"{key} {value:g}" for key, value in chosen.items())
+    origins = "; ".join(", ".join(keys) + f": {source}" for source, keys in sources.items())
+    return f"{values} ({origins})"

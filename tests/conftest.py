@@ -149,6 +149,11 @@ def trained_run(tmp_path_factory):
     return types.SimpleNamespace(data=data, run=root / "run", summary=summary, recipe=dict(TINY_TRAIN))
 
 
+def stderr_lines(text: str) -> list[str]:
+    """The lines of a command's stderr but the one naming the DDRM settings it ran with (`ddrm solve` prints it)."""
+    return [line for line in text.strip().splitlines() if not line.startswith("DDRM settings: ")]
+
+
 def one_line_error(result, *words: str) -> str:
     """The one ``Error: ...`` line of a failed CLI run (click's runner), checked for ``words``."""
     assert result.exit_code != 0, result.output

@@ -498,3 +498,28 @@ def test_ddrm_is_the_default_method_with_20_steps_and_no_noise(tmp_path):
     assert (summary["method"], summary["steps"], summary["sigma_y"], summary["palette"]) == ("ddrm", 20, 0.0, None)
     assert summary["clip_denoised"] is False
     assert (tmp_path / "a" / "summary.md").read_text().startswith("# ddrm bench: `sr2`")
+
+
+def test_bench_and_solve_use_and_report_the_priors_settings(tmp_path, tiny_unet_dir):
+    """A prior's ddrm_settings.json applies wherever --steps/--eta/--eta-b are not given; both commands say so."""
+    import shutil
+
+    model = tmp_path / "prior"
+    shutil.copytree(tiny_unet_dir, model)
+    (model / "ddrm_settings.json").write_text(json.dumps({"superres": {"steps": 3, "eta": 0.4}}))
+    data = tmp_path / "data"
+    (path,) = _write_images(data, [(16, 16)], seed=4)
+    common = ["--op", "sr2", "--model", str(model), "--seed", "3", "--device", "cpu", "--no-progress"]
+    runner = CliRunner()
+    _ok(runner.invoke(main, ["bench", *common, "--data", str(data), "-o", str(tmp_path / "bench"), "--save-images"]))
+    summary = json.loads((tmp_path / "bench" / "summary.json").read_text())
+    assert (summary["steps"], summary["eta"], summary["eta_b"], summary["t0"]) == (3, 0.4, 1.0, None)
+    note = "steps 3, eta 0.4, eta_b 1 (steps, eta: the prior's ddrm_settings.json, superres; eta_b: the papers')"
+    assert f"; {note}, seed 3" in (tmp_path / "bench" / "summary.md").read_text()
+    solved = _ok(runner.invoke(main, ["solve", *common, str(path), "-o", str(tmp_path / "solve.png")]))
+    assert f"DDRM settings: {note}\n" in solved.stderr
+    # the same as giving them, which the bench image (an 8-bit y, as solve reads the file) matches
+    given = _ok(runner.invoke(main, ["solve", *common, "--steps", "3", "--eta", "0.4", str(path),
+                                     "-o", str(tmp_path / "given.png")]))
+    assert "DDRM settings: steps 3, eta 0.4, eta_b 1 (steps, eta: given; eta_b: the papers')\n" in given.stderr
+    assert (tmp_path / "solve.png").read_bytes() == (tmp_path / "given.png").read_bytes()

@@ -292,6 +292,22 @@ def test_explicit_arguments_win_over_the_settings_file(tiny_unet_dir, tmp_path, 
     assert used["jpeg10"] == {"steps": 4, "top": 75, "eta": 0.1, "eta_b": 0.6}
 
 
+def test_settings_note_names_each_settings_source(tiny_unet_dir, tmp_path):
+    import operators
+    from ddrm_kit.prior_settings import settings_note
+
+    shape = (3, 8, 8)
+    prior = load_prior(_with_settings(tiny_unet_dir, tmp_path, SETTINGS), device="cpu")
+    deno, jpeg = operators.get_operator("deno", shape), operators.get_operator("jpeg10", shape)
+    assert settings_note(prior, deno) == ("steps 5, eta 0.3, eta_b 0.9 (steps: the prior's ddrm_settings.json, "
+                                          "linear; eta, eta_b: the prior's ddrm_settings.json, deno)")
+    assert settings_note(prior, jpeg, eta=0.2) == ("steps 20, eta 0.2, eta_b 0.2, t0 100 (steps: the papers'; "
+                                                   "eta: given; eta_b: the prior's ddrm_settings.json, jpeg; "
+                                                   "t0: the prior's ddrm_settings.json, codec)")
+    plain = load_prior(tiny_unet_dir, device="cpu")
+    assert settings_note(plain, deno, steps=3) == "steps 3, eta 0.85, eta_b 1 (steps: given; eta, eta_b: the papers')"
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import one_line_error
+from conftest import one_line_error, stderr_lines
 from PIL import Image
 
 from ddrm_kit.cli import main
@@ -194,7 +194,7 @@ def test_jpeg_qf_on_a_jpeg_of_another_quality_suggests_op_jpeg(tmp_path, tiny_un
     Image.fromarray(a).save(tmp_path / "q10.jpg", quality=10)
     common = ("solve", "--op", "jpeg10", "--model", tiny_unet_dir, "--steps", 2, "--no-progress")
     r = _ok(_run(*common, tmp_path / "q90.jpg", "-o", tmp_path / "r.png"))
-    assert r.stderr.splitlines() == ["note: q90.jpg: saved at JPEG quality 90, not 10: --op jpeg restores a JPEG "
+    assert stderr_lines(r.stderr) == ["note: q90.jpg: saved at JPEG quality 90, not 10: --op jpeg restores a JPEG "
                                      "file with the tables it was written with"]
     assert "note" not in _ok(_run(*common, tmp_path / "q10.jpg", "-o", tmp_path / "r10.png")).stderr
 
@@ -248,7 +248,7 @@ def test_a_bad_image_in_a_folder_is_reported_and_the_rest_restored(tmp_path, tin
              "-o", tmp_path / "out")
     assert r.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sr2.png", "c_sr2.png"]
-    err = r.stderr.strip().splitlines()
+    err = stderr_lines(r.stderr)
     assert len(err) == 2 and err[0].startswith("error: b.png: ") and "b.png" not in err[0][len("error: b.png: "):]
     assert err[1] == "Error: 1 of 3 images could not be restored (listed above)"
     # Each good image is what it is alone.
@@ -399,6 +399,6 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_unet_dir):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == ["interrupted"]
+    assert stderr_lines(err) == ["interrupted"]
     assert not (tmp_path / "out" / "b_sr2.png").exists()
     assert not (tmp_path / "out" / "b_sr2.png").exists()

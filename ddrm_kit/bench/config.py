@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 #: ``--method`` values: DDRM with an unconditional prior (the default), or a Palette model for its own task.
 METHODS = ("ddrm", "palette")
 #: DDRM's ``--steps`` when none is given (a Palette model runs all its T timesteps, as ``ddrm solve`` does).
-DDRM_STEPS = 20
 
 
 
@@ -37,7 +36,7 @@ class BenchConfig:
     limit: int | None = None
     size: int | None = None
     crop: int | None = None
-    steps: int | None = None  # None: DDRM_STEPS for DDRM, all T timesteps for Palette
+    steps: int | None = None  # None: the prior's settings (else the papers' 20) for DDRM, all T timesteps for Palette
     eta: float | None = None
     eta_b: float | None = None
     clip_denoised: bool | None = None  # None: off for DDRM (the papers), on for Palette (DDPM's sampler)
@@ -64,7 +63,7 @@ class BenchConfig:
 
 
 def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[str]]:
-    """``cfg`` with the method's defaults filled in (operator, ``sigma_y``; DDRM's steps), the Palette task, notes.
+    """``cfg`` with the method's defaults filled in (operator, ``sigma_y``), the Palette task, notes.
 
     For ``--method palette`` the operator, its parameters and the default ``sigma_y`` come from the
     model's ``palette.json``; the options that do not apply to it are one-line errors. A Palette
@@ -82,8 +81,7 @@ def settle(cfg: BenchConfig) -> tuple[BenchConfig, "PaletteTask | None", list[st
                              "add --method palette")
         if cfg.op is None:
             raise BenchError("--op is needed with --method ddrm: name the operator (see `ddrm ops`)")
-        return replace(cfg, steps=DDRM_STEPS if cfg.steps is None else cfg.steps,
-                       sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y,
+        return replace(cfg, sigma_y=0.0 if cfg.sigma_y is None else cfg.sigma_y,
                        clip_denoised=clip_default(cfg.clip_denoised, palette=False)), None, []
     refusal = refused_option(vars(cfg))
     if refusal:

@@ -236,13 +236,15 @@ def write_outputs(
     cfg: BenchConfig, spec: OperatorSpec, rows: list[dict[str, Any]], panels: dict[int, list], saved: set[str],
     n_images: int, multiple: int, wall: float, world: int, device: str, *, palette: dict[str, Any] | None = None,
     notes: Sequence[str] = (), metrics: dict[str, Any] | None = None,
+    sampler: tuple[dict[str, float | int], str] | None = None,
 ) -> None:
     """Write the csv, the summaries and the grid of a finished run to ``cfg.output``.
 
     ``palette`` (``--method palette``): ``{"task": {"operator", "params", "sigma_y"}, "timesteps": T}``, the
     model's task with its training ``sigma_y`` in pixel units; ``notes``: the run's notes, one line each;
     ``metrics``: ``MetricPlan.summary()`` (``ddrm_kit.bench.scores``): summary.md's lines on LPIPS/FID/KID,
-    the FID/KID per method (``sets``) and summary.json's ``metrics``.
+    the FID/KID per method (``sets``) and summary.json's ``metrics``; ``sampler``: DDRM's settings as run
+    (``prior_settings.sampler_settings``) and their ``settings_note``.
 
     ``saved`` names the images this run wrote to ``IMAGES_DIR``; with ``cfg.overwrite`` the earlier
     run's results that this one did not replace are removed, so the folder describes one run.
@@ -256,15 +258,13 @@ def write_outputs(
     noise = f", sigma_y {cfg.sigma_y:g} (pixel units)" if cfg.sigma_y > 0 else (
         "" if spec.kind == "codec" else ", no added noise")
     noise += ", 8-bit y" if rounded else ""
-    eta = "sampler default" if cfg.eta is None else f"{cfg.eta:g}"
-    eta_b = "sampler default" if cfg.eta_b is None else f"{cfg.eta_b:g}"
+    chosen, sampler_text = sampler if sampler is not None else ({}, "no image restored")
     averaged = f", mean of {cfg.average} samples" if cfg.average > 1 else ""
     how = preprocess_text(cfg, multiple)
     observed = observation_text(cfg, spec)
     label = METHOD_LABELS[cfg.method]
     if palette is None:
-        model_line = (f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); steps {cfg.steps}, eta {eta}, "
-                      f"eta_b {eta_b}{averaged}, seed {cfg.seed}"
+        model_line = (f"- prior: `{cfg.model or 'builtin'}` ({cfg.precision}); {sampler_text}{averaged}, seed {cfg.seed}"
                       + (", x̂0 clipped to [-1, 1]" if cfg.clip_denoised else "")
                       + " (per image: hash of seed and file name)")
     else:
@@ -319,7 +319,9 @@ def write_outputs(
         "preprocessing": how,
         "model": cfg.model or "builtin",
         "palette": palette,  # the Palette model's task and training sigma_y (pixel units), and its T
-        "steps": cfg.steps,
+        "steps": chosen.get("steps", cfg.steps),
+        # DDRM's settings as run (the given, else the prior's ddrm_settings.json, else the papers'); t0: codecs
+        **({key: chosen.get(key) for key in ("eta", "eta_b", "t0")} if palette is None else {}),
         "clip_denoised": cfg.clip_denoised,
         "average": cfg.average,
         "precision": cfg.precision,

@@ -137,6 +137,7 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
 
     from ddrm_kit.imageio import load_image, save_image, to_uint8
     from ddrm_kit.palette_sampler import restore_palette
+    from ddrm_kit.prior_settings import sampler_settings, settings_note
     from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore
 
     cfg, task, notes = settle(cfg)
@@ -160,6 +161,7 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
         lpips, sets = metrics.load(device)  # sets: FID/KID features (ddrm_kit.bench.setmetrics), or None
         channels = prior.channels or 3
         ops: dict[tuple[int, ...], Any] = {}
+        sampler = None  # DDRM's settings as run and where they come from, from the first operator
 
         wall0 = time.perf_counter()
         mine = list(range(ranks.rank, len(files), ranks.world))
@@ -183,6 +185,9 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
             if shape not in ops:
                 ops[shape] = _operators(cfg.op, shape, device, task)
             op_cpu, op = ops[shape]
+            if task is None and sampler is None:
+                given = dict(steps=cfg.steps, eta=cfg.eta, eta_b=cfg.eta_b)
+                sampler = sampler_settings(prior, op_cpu, **given), settings_note(prior, op_cpu, **given)
             with torch.no_grad():
                 # Observed on the CPU, as `ddrm solve --clean` and `ddrm degrade` do: the same y on every device.
                 y = observe(op_cpu, x, noise, generators(cfg.seed, names, NOISE))
@@ -230,7 +235,8 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
             "timesteps": prior.num_train_timesteps,
         }
         write_outputs(cfg, spec, all_rows, all_panels, all_saved, len(files), scale, time.perf_counter() - wall0,
-                      ranks.world, device.type, palette=palette, notes=notes, metrics=metrics.summary(set_parts))
+                      ranks.world, device.type, palette=palette, notes=notes, metrics=metrics.summary(set_parts),
+                      sampler=sampler)
         return all_rows
     finally:
         distributed.leave(ranks)

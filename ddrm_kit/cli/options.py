@@ -160,12 +160,13 @@ mask_option = click.option("--mask", default=None, metavar="FILE",
 kernel_option = click.option("--kernel", default=None, metavar="FILE",
                              help="Blur kernel (.npy 2-D array or grey image; normalised to sum 1). For deblur.")
 sigma_y_option = click.option("--sigma-y", default=0.0, show_default=True, type=float, callback=pixel_noise, help=NOISE_HELP)
-steps_option = click.option("--steps", default=20, show_default=True, type=int, callback=at_least(1),
-                            help="Sampler steps (network evaluations).")
+# Not given: the prior's ddrm_settings.json for the operator's family, else the papers' values.
+steps_option = click.option("--steps", default=None, type=int, callback=at_least(1),
+                            help="Sampler steps (network evaluations).  [default: the prior's settings, else 20]")
 eta_option = click.option("--eta", default=None, type=float, callback=unit_interval,
-                          help="DDRM eta in [0, 1]  [default: 0.85; 1.0 for jpeg]")
+                          help="DDRM eta in [0, 1]  [default: the prior's settings, else 0.85; 1.0 for jpeg]")
 eta_b_option = click.option("--eta-b", default=None, type=float, callback=unit_interval,
-                            help="DDRM eta_b in [0, 1]  [default: 1.0; 0.4 for jpeg]")
+                            help="DDRM eta_b in [0, 1]  [default: the prior's settings, else 1.0; 0.4 for jpeg]")
 average_option = click.option("--average", default=1, show_default=True, type=int, callback=at_least(1),
                               help="Average K restorations per image (a posterior-mean estimate).")
 clip_option = click.option(

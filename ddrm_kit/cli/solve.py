@@ -94,6 +94,7 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
     from ddrm_kit.imageio import apply_orientation, save_image
     from ddrm_kit.palette_model import clip_default, palette_task_of
     from ddrm_kit.palette_sampler import restore_palette
+    from ddrm_kit.prior_settings import settings_note
     from ddrm_kit.restore import NOISE, SAMPLER, Settings, baseline, generators, restore
 
     task = palette_task_of(model)
@@ -160,8 +161,10 @@ def solve_command(op_name: str, model: str | None, model_config: str | None, cla
                         average=average)
     notes: list[str] = []
     rows = []
-    for group in groups:
+    for n, group in enumerate(groups):
         op, xs = fit(group, op_name, spec, kwargs, clean, prior.channels, files[group.idx[0]], notes)
+        if task is None and n == 0:  # the settings depend on the operator's kind and family, not on the size
+            click.echo(f"DDRM settings: {settings_note(prior, op, steps=steps, eta=eta, eta_b=eta_b)}", err=True)
         sy = 2.0 * group.sigma_y  # [0, 1] pixel units -> the library's [-1, 1] tensors
         chunks = [slice(j, j + batch_size) for j in range(0, len(group.idx), batch_size)]
         # Each image's generators come from the seed and its file name, never its place in the run.
