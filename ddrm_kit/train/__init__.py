@@ -16,8 +16,8 @@ The run folder holds:
   and sigma_y it was trained for (``ddrm_kit.palette_model``).
 
 Modules: ``recipe`` (model, schedule, crop sizes), ``objective`` (target, weighting, ε), ``data``
-(images and crops), ``pairs`` (Palette's conditions), ``checkpoint`` (the run folder on disk) and
-``loop`` (the training loop). The command is ``ddrm_kit.cli.train``.
+(images and crops), ``pairs`` (Palette's conditions), ``checkpoint`` (the run folder on disk),
+``warmstart`` (a fine-tune's starting weights, ``--init``) and ``loop`` (the training loop). The command is ``ddrm_kit.cli.train``.
 """
 
 from __future__ import annotations
