@@ -230,7 +230,9 @@ def describe(cfg: TrainConfig) -> str:
     for key in ("init", "prediction", "loss_weighting", "snr_gamma", "channels", "layers_per_block", "attention_levels",
                 "size", "late_size", "late_from", "lr", "ema", "seed"):
         value = getattr(cfg, key)
-        if (key == "snr_gamma" and cfg.loss_weighting == "uniform") or value == getattr(v1, key):
+        # Min-SNR's gamma is named whenever it weights, default or not
+        unnamed = cfg.loss_weighting == "uniform" if key == "snr_gamma" else value == getattr(v1, key)
+        if unnamed:
             continue
         parts.append(f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
     return "; ".join(parts) or "ε, uniform, conv-only 32,64,128,128, 64² crops"

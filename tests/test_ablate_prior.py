@@ -36,5 +36,5 @@ def test_fine_tunes_keep_the_shipped_architecture_and_late_crops_start_where_ask
 
 def test_describe_names_the_changes_from_v1():
     cfg = TrainConfig(data=[], **ap.recipe("ft-vpred+minsnr", 300, 32))
-    assert ap.describe(cfg) == "init=builtin; prediction=v_prediction; loss_weighting=min_snr"
+    assert ap.describe(cfg) == "init=builtin; prediction=v_prediction; loss_weighting=min_snr; snr_gamma=5.0"
     assert ap.describe(TrainConfig(data=[], **ap.recipe("v1", 300, 32))) == "ε, uniform, conv-only 32,64,128,128, 64² crops"
