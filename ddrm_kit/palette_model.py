@@ -44,19 +44,19 @@ def all_steps_note(total: int) -> str | None:
             f"--steps {STEPS_NOTE_ABOVE} is {total // STEPS_NOTE_ABOVE}x faster (a strided schedule)")
 
 
-#: Options a Palette model has no use for, by parameter name, with their flags: DDRM's sampler settings
-#: (Algorithm 2 has none), then those of checkpoint files and class-conditional priors.
-NOT_FOR_PALETTE = {"eta": "--eta", "eta_b": "--eta-b", "model_config": "--model-config", "class_label": "--class-label"}
+_ALGORITHM_2 = "is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it"
+_NOT_A_FOLDER_OPTION = "does not apply to a Palette model folder: drop it"
+#: Options a Palette model has no use for, by parameter name, with their flags and why: DDRM's sampler
+#: settings (Algorithm 2 has none), then those of checkpoint files and class-conditional priors.
+NOT_FOR_PALETTE = {"eta": ("--eta", _ALGORITHM_2), "eta_b": ("--eta-b", _ALGORITHM_2),
+                   "model_config": ("--model-config", _NOT_A_FOLDER_OPTION),
+                   "class_label": ("--class-label", _NOT_A_FOLDER_OPTION)}
 
 
 def refused_option(given: Mapping[str, Any]) -> str | None:
     """Why the first option of ``NOT_FOR_PALETTE`` set (not None) in ``given`` is refused with a Palette model, or None."""
-    for name, flag in NOT_FOR_PALETTE.items():
-        if given.get(name) is not None:
-            if name in ("eta", "eta_b"):
-                return f"{flag} is a DDRM setting; a Palette model samples with Palette's Algorithm 2: drop it"
-            return f"{flag} does not apply to a Palette model folder: drop it"
-    return None
+    return next((f"{flag} {why}" for name, (flag, why) in NOT_FOR_PALETTE.items() if given.get(name) is not None),
+                None)
 
 
 def clip_default(clip_denoised: bool | None, palette: bool) -> bool:

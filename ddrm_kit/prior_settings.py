@@ -95,27 +95,32 @@ def read_settings(folder: Path, num_train_timesteps: int) -> dict[str, dict[str,
     return check_settings(data, num_train_timesteps, str(path))
 
 
+def _resolved(prior, op, given: dict[str, float | int | None]) -> dict[str, tuple[float | int, str]]:
+    """Each setting ``ddrm()`` runs ``op`` with, and where it comes from (the one place of the precedence rule)."""
+    from operators.codec import CodecOperator
+
+    kind = "codec" if isinstance(op, CodecOperator) else "linear"
+    if given["t0"] is not None and kind == "linear":
+        raise DDRMError("t0 applies to codec (JPEG, quantisation) operators only: drop it for a linear operator")
+    chosen: dict[str, tuple[float | int, str]] = {k: (v, "the papers'") for k, v in PAPERS[kind].items()}
+    if kind == "codec":
+        chosen["t0"] = (max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps)), "the papers'")
+    for group in (kind, getattr(op, "family", None)):
+        # a family shared by both kinds ("other") may hold t0, which only a codec uses
+        chosen.update({k: (v, f"the prior's {SETTINGS_JSON}, {group}")
+                       for k, v in prior.settings.get(group, {}).items() if k in chosen})
+    chosen.update({k: (v, "given") for k, v in given.items() if v is not None})
+    return chosen
+
+
 def sampler_settings(prior, op, *, steps: int | None = None, eta: float | None = None, eta_b: float | None = None,
                      t0: int | None = None) -> dict[str, float | int]:
     """The settings ``ddrm()`` runs ``op`` with: the arguments given, else the prior's for the operator's family, else the papers'.
 
     Returns ``steps``, ``eta``, ``eta_b`` and, for a codec, ``t0``.
     """
-    from operators.codec import CodecOperator
-
-    kind = "codec" if isinstance(op, CodecOperator) else "linear"
-    if t0 is not None and kind == "linear":
-        raise DDRMError("t0 applies to codec (JPEG, quantisation) operators only: drop it for a linear operator")
-    chosen: dict[str, float | int] = dict(PAPERS[kind])
-    if kind == "codec":
-        chosen["t0"] = max(1, round(JPEG_T0_FRACTION * prior.num_train_timesteps))
-    family = getattr(op, "family", None)
-    for group in (kind, family):
-        # a family shared by both kinds ("other") may hold t0, which only a codec uses
-        chosen.update({k: v for k, v in prior.settings.get(group, {}).items() if k in chosen})
     given = {"steps": steps, "eta": eta, "eta_b": eta_b, "t0": t0}
-    chosen.update({k: v for k, v in given.items() if v is not None})
-    return chosen
+    return {key: value for key, (value, _) in _resolved(prior, op, given).items()}
 
 
 def settings_note(prior, op, *, steps: int | None = None, eta: float | None = None, eta_b: float | None = None,
@@ -124,17 +129,10 @@ def settings_note(prior, op, *, steps: int | None = None, eta: float | None = No
 
     E.g. ``steps 20, eta 1, eta_b 1 (eta: the prior's ddrm_settings.json, superres; steps, eta_b: the papers')``.
     """
-    from operators.codec import CodecOperator
-
-    chosen = sampler_settings(prior, op, steps=steps, eta=eta, eta_b=eta_b, t0=t0)
-    given = {"steps": steps, "eta": eta, "eta_b": eta_b, "t0": t0}
-    kind = "codec" if isinstance(op, CodecOperator) else "linear"
+    chosen = _resolved(prior, op, {"steps": steps, "eta": eta, "eta_b": eta_b, "t0": t0})
     sources: dict[str, list[str]] = {}
-    for key in chosen:
-        groups = [g for g in (getattr(op, "family", None), kind) if key in prior.settings.get(g, {})]
-        source = ("given" if given[key] is not None
-                  else f"the prior's {SETTINGS_JSON}, {groups[0]}" if groups else "the papers'")
+    for key, (_, source) in chosen.items():
         sources.setdefault(source, []).append(key)
-    values = ", ".join(f"{key} {value:g}" for key, value in chosen.items())
+    values = ", ".join(f"{key} {value:g}" for key, (value, _) in chosen.items())
     origins = "; ".join(", ".join(keys) + f": {source}" for source, keys in sources.items())
     return f"{values} ({origins})"

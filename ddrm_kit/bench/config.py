@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 #: ``--method`` values: DDRM with an unconditional prior (the default), or a Palette model for its own task.
 METHODS = ("ddrm", "palette")
-#: DDRM's ``--steps`` when none is given (a Palette model runs all its T timesteps, as ``ddrm solve`` does).
-
 
 
 @dataclass

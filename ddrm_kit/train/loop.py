@@ -199,8 +199,9 @@ def train(
     (``loss_weighting``, see ``objective.min_snr_weights``); AdamW, linear warm-up, EMA of the
     weights. ``late_size``/``late_from`` switch to larger crops (and a smaller batch, see
     ``recipe.crop_plan``) from that step on; ``loss="l1"`` descends the absolute error instead (uniform
-    weighting). With ``init`` (``builtin``, a prior folder or a run folder of the same architecture) a new run
-    starts from that UNet's weights instead of random ones: a fine-tune, e.g. to another ``prediction``. With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
+    weighting). With ``init`` (``builtin``, a prior folder or a run folder of the same architecture) a new
+    run starts from that UNet's weights instead of random ones: a fine-tune, e.g. to another
+    ``prediction``. With ``palette`` (an operator name, its ``palette_params`` and the measurement noise
     ``sigma_y`` in the units of [-1, 1] images) it trains a Palette model (Saharia et al. 2022): the
     network sees ``cat([c, x_t])`` with ``c = palette_condition(op, observe(op, x0, sigma_y))`` and the
     run folder gets a ``palette.json``. Stops after ``steps`` total steps or ``minutes`` of this call,
