@@ -8,9 +8,11 @@
     OMP_NUM_THREADS=2 python benchmarks/ablate_prior.py --runs runs/ablate --steps 3000 --threads 2 \\
         --eval-only --table runs/ablate/table.md                               # when they are done
 
-The ``ft-`` variants fine-tune the shipped built-in prior (``ddrm train --init builtin``) for
-``--steps`` more steps, and ``v1-shipped`` is that prior as shipped (0 steps): the changes that keep
-its architecture (prediction, weighting, crop size) compared at the same budget from the same start.
+The ``ft-`` variants fine-tune the prior ``--base`` (``ddrm train --init BASE``; default: the shipped
+built-in prior) for ``--steps`` more steps, and ``v1-shipped`` is that prior as loaded (0 steps): the
+changes that keep its architecture (prediction, weighting, crop size) compared at the same budget
+from the same start. The model card's table started from v1, the built-in prior before v2; restore
+it with ``mkdir v1 && git archive 405b246 ddrm_kit/builtin | tar -x -C v1`` and pass ``--base v1/ddrm_kit/builtin``.
 
 Each variant trains in its own run folder ``RUNS/<variant>`` with ``ddrm_kit.train`` (resumable:
 re-running continues a run, and skips one that has reached ``--steps``; a run keeps the recipe it
@@ -55,6 +57,7 @@ TASKS = {
     "jpeg10": ("jpeg10", 0.0, "observation"),
 }
 VPRED_MINSNR = {"prediction": "v_prediction", "loss_weighting": "min_snr"}
+BASE = "builtin"  # the fine-tunes' starting prior unless --base names another
 # variant -> its changes to today's recipe (ε, uniform weighting, conv-only 32,64,128,128, 64² crops)
 VARIANTS = {
     "v1": {},
@@ -65,21 +68,23 @@ VARIANTS = {
     "vpred+minsnr+latecrops": {**VPRED_MINSNR, "late_size": 128},
     # two ResNet layers per block at 7/8 of the width: 1.1x v1's forward at 256² (0.87x at 3/4 width)
     "vpred+minsnr+deep": {**VPRED_MINSNR, "channels": (28, 56, 112, 112), "layers_per_block": 2},
-    # fine-tunes of the shipped v1 (ddrm train --init builtin), for the changes its architecture allows
-    "v1-shipped": {"init": "builtin", "steps": 0},
-    "ft-eps": {"init": "builtin"},
-    "ft-vpred": {"init": "builtin", "prediction": "v_prediction"},
-    "ft-vpred+minsnr": {"init": "builtin", **VPRED_MINSNR},
-    "ft-vpred+minsnr+crops128": {"init": "builtin", **VPRED_MINSNR, "late_size": 128, "late_from": 0},
+    # fine-tunes of --base (ddrm train --init BASE), for the changes its architecture allows
+    "v1-shipped": {"init": BASE, "steps": 0},
+    "ft-eps": {"init": BASE},
+    "ft-vpred": {"init": BASE, "prediction": "v_prediction"},
+    "ft-vpred+minsnr": {"init": BASE, **VPRED_MINSNR},
+    "ft-vpred+minsnr+crops128": {"init": BASE, **VPRED_MINSNR, "late_size": 128, "late_from": 0},
 }
 LATE_FRACTION = 0.75  # latecrops: 128² crops for the last quarter of the steps
 FORWARD_SIZE = 256
 
 
-def recipe(name: str, steps: int, batch: int) -> dict:
-    """``ddrm_kit.train.train`` keywords of a variant: today's recipe with the variant's changes."""
+def recipe(name: str, steps: int, batch: int, base: str = BASE) -> dict:
+    """``ddrm_kit.train.train`` keywords of a variant: today's recipe with the variant's changes (a fine-tune from ``base``)."""
     changes = dict(VARIANTS[name])
     changes.pop("steps", None)
+    if "init" in changes:
+        changes["init"] = base
     if "late_size" in changes and "late_from" not in changes:
         changes["late_from"] = round(LATE_FRACTION * steps)
     return {"size": 64, "channels": (32, 64, 128, 128), "layers_per_block": 1, "attention_levels": 0,
@@ -100,7 +105,7 @@ def last_row(run: Path) -> dict | None:
 
 
 def train_variant(name: str, runs: Path, data: list[str], steps: int, batch: int, threads: int,
-                  precision: str, checkpoint_every: float) -> None:
+                  precision: str, checkpoint_every: float, base: str) -> None:
     run = runs / name
     steps = VARIANTS[name].get("steps", steps)  # a variant may fix its own count: v1-shipped is v1 as loaded
     done = last_row(run)
@@ -109,7 +114,7 @@ def train_variant(name: str, runs: Path, data: list[str], steps: int, batch: int
         return
     click.echo(f"{name}: training to step {steps} in {run}")
     train(data, run, steps=steps, resume=True, threads=threads, precision=precision,
-          checkpoint_every=checkpoint_every, progress=sys.stderr.isatty(), **recipe(name, steps, batch))
+          checkpoint_every=checkpoint_every, progress=sys.stderr.isatty(), **recipe(name, steps, batch, base))
 
 
 def eval_images(run: Path, crop: int, limit: int | None) -> tuple[torch.Tensor, list[str]]:
@@ -270,6 +275,7 @@ def markdown_table(runs: Path, names: list[str], timing: dict[str, dict], baseli
 @click.option("--steps", required=True, type=click.IntRange(min=1), help="Training steps of every variant.")
 @click.option("--data", multiple=True, type=click.Path(file_okay=False), help="Training image folders (repeat).")
 @click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Comma-separated variant names.")
+@click.option("--base", default=BASE, show_default=True, help="The prior the ft- variants start from (ddrm train --init).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--train-only", is_flag=True, help="Only train (run several of these in parallel, one thread each).")
 @click.option("--eval-only", is_flag=True, help="Only evaluate, time and tabulate what has been trained.")
@@ -284,7 +290,7 @@ def markdown_table(runs: Path, names: list[str], timing: dict[str, dict], baseli
 @click.option("--chunk", default=4, show_default=True, type=click.IntRange(min=1), help="Images per DDRM batch.")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(min=1), help="Timed forwards per variant.")
 @click.option("--table", "table_file", default=None, type=click.Path(dir_okay=False), help="Write the Markdown table here.")
-def main(runs, steps, data, variants, threads, train_only, eval_only, batch, precision, checkpoint_every, crop,
+def main(runs, steps, data, variants, base, threads, train_only, eval_only, batch, precision, checkpoint_every, crop,
          eval_images, eval_steps, tasks, seed, chunk, repeats, table_file) -> None:
     """Train the recipe variants for --steps each, then score and time them."""
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -302,7 +308,7 @@ def main(runs, steps, data, variants, threads, train_only, eval_only, batch, pre
         if not data:
             raise click.UsageError("training needs --data")
         for name in names:
-            train_variant(name, runs, list(data), steps, batch, threads, precision, checkpoint_every)
+            train_variant(name, runs, list(data), steps, batch, threads, precision, checkpoint_every, base)
     if train_only:
         return
     key = {"crop": crop, "images": eval_images, "eval_steps": eval_steps, "tasks": task_list, "seed": seed}

@@ -38,3 +38,9 @@ def test_describe_names_the_changes_from_v1():
     cfg = TrainConfig(data=[], **ap.recipe("ft-vpred+minsnr", 300, 32))
     assert ap.describe(cfg) == "init=builtin; prediction=v_prediction; loss_weighting=min_snr; snr_gamma=5.0"
     assert ap.describe(TrainConfig(data=[], **ap.recipe("v1", 300, 32))) == "ε, uniform, conv-only 32,64,128,128, 64² crops"
+
+
+def test_fine_tunes_start_from_the_base_given():
+    assert ap.recipe("ft-vpred", 300, 32)["init"] == "builtin"
+    assert ap.recipe("ft-vpred", 300, 32, base="v1/ddrm_kit/builtin")["init"] == "v1/ddrm_kit/builtin"
+    assert "init" not in ap.recipe("vpred", 300, 32, base="v1/ddrm_kit/builtin")
