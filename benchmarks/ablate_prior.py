@@ -20,8 +20,9 @@ was created with, so ``latecrops`` switches to 128² crops at 3/4 of the first `
 Steps, not minutes, so that variants compare on a shared, noisy CPU. Evaluation uses the run's own held-out photos (the
 trainer's split: 16 of the 400 BSDS500 train + test photos, never BSDS500/val or a test set),
 centre ``--crop`` crops: the held-out loss in ε units (holdout.csv's last row), and DDRM's PSNR (one
-sample, the prior's default settings, ``--eval-steps`` steps) on ``sr4``, ``deno`` sigma 0.1,
-``inp_random50``, ``color`` and ``jpeg10``, next to the cheap baselines of builtin_quality.py.
+sample, the prior's default settings, ``--eval-steps`` steps) on ``sr4`` (noiseless and with noise
+of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``color`` and ``jpeg10``, next to the cheap
+baselines of builtin_quality.py.
 After the evaluations, each variant's UNet forward at 256x256 (batch 1) is timed in one go,
 interleaved with today's v1 architecture, and reported as a ratio to it. Results are kept in
 ``RUNS/<variant>/ablation.json`` (an evaluation is redone only when its step or settings change)
@@ -51,6 +52,7 @@ from ddrm_kit.train.data import find_images, holdout_files
 # task -> (operator, sigma in [0, 1] pixel units, the baseline of builtin_quality.py)
 TASKS = {
     "sr4": ("sr4", 0.0, "bicubic"),
+    "sr4_s0.05": ("sr4", 0.05, "bicubic"),
     "deno_s0.1": ("deno", 0.1, "observation"),
     "inp_random50": ("inp_random50", 0.0, "normconv"),
     "color": ("color", 0.0, "observation"),

@@ -350,6 +350,23 @@ def test_export_prior_writes_a_small_flat_folder(trained_run, tmp_path: Path) ->
         export_prior(tmp_path / "not-a-run", dest)
 
 
+def test_export_prior_in_shards_loads_the_same_and_replaces_the_other_layout(trained_run, tmp_path: Path) -> None:
+    from ddrm_kit.prior import load_prior
+
+    one, shards = tmp_path / "one", tmp_path / "shards"
+    export_prior(trained_run.run, one)
+    export_prior(trained_run.run, shards, max_shard_size="20KB")
+    weights = sorted(p.name for p in shards.glob("diffusion_pytorch_model*"))
+    assert "diffusion_pytorch_model.safetensors.index.json" in weights and "diffusion_pytorch_model.safetensors" not in weights
+    assert len(weights) > 3 and all((shards / n).stat().st_size <= 20_000 for n in weights)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500, 20])
+    a, b = (load_prior(str(d), device="cpu", channels_last=False)(x, t) for d in (one, shards))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    export_prior(trained_run.run, shards)  # back to one file: no shard or index left behind
+    assert sorted(p.name for p in shards.glob("diffusion_pytorch_model*")) == ["diffusion_pytorch_model.safetensors"]
+
+
 def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

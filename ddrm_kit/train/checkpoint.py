@@ -162,10 +162,13 @@ def save_pretrained(model, scheduler, out: Path, palette: bool) -> None:
         (out / "model_index.json").unlink(missing_ok=True)  # the index that earlier trainers wrote
 
 
-def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "float16") -> Path:
+def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "float16",
+                 max_shard_size: str | None = None) -> Path:
     """Copy a run's EMA UNet + scheduler into a flat ``save_pretrained`` folder (the built-in prior layout).
 
-    The weights are stored in ``dtype`` (float16 halves the file; loaders upcast as they need).
+    The weights are stored in ``dtype`` (float16 halves the file; loaders upcast as they need), in
+    one file, or in safetensors shards of at most ``max_shard_size`` (e.g. ``"15MB"``) with
+    diffusers' index, which every loader reads the same.
     Files are replaced atomically; other files in ``dest`` (such as README.md) are kept. A Palette
     run's ``palette.json`` goes with it.
     """
@@ -177,7 +180,7 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
     unet = UNet2DModel.from_pretrained(run, subfolder="unet", torch_dtype=getattr(torch, dtype))
     sched = DDPMScheduler.from_pretrained(run, subfolder="scheduler")
     with _staged(dest) as tmp:
-        unet.save_pretrained(tmp, safe_serialization=True)
+        unet.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size or "10GB")  # diffusers' default: one file
         sched.save_pretrained(tmp)
         # the shipped config must not carry this machine's run path
         config = json.loads((tmp / "config.json").read_text())
@@ -185,4 +188,9 @@ def export_prior(run: str | os.PathLike, dest: str | os.PathLike, dtype: str = "
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if (run / PALETTE_JSON).is_file():
             shutil.copyfile(run / PALETTE_JSON, tmp / PALETTE_JSON)
+        written = {f.name for f in tmp.iterdir()}
+    # weights of an earlier export in the other layout (one file / shards) would shadow or confuse the new ones
+    for stale in dest.glob("diffusion_pytorch_model*.safetensors*"):
+        if stale.name not in written:
+            stale.unlink()
     return dest
