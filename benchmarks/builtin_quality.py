@@ -12,7 +12,8 @@ training), centre crops of 256x256 at native resolution. Tasks (sigma in [0, 1] 
 convolution; ``color`` vs the grey image; ``deblur_gauss`` vs the blurred image; ``jpeg10`` vs the
 decoded JPEG. DDRM runs with the prior's sampler settings (its ``ddrm_settings.json``, else the
 papers' values) unless ``--steps`` is given; ``--average K`` adds the mean of K samples per image
-(a posterior-mean estimate) next to the single sample. Scores are the mean per-image PSNR
+(a posterior-mean estimate) next to the single sample, which is the first of the K (one run of K
+samples gives both rows). Scores are the mean per-image PSNR
 (``ddrm_kit.restore.score``). Observation noise and DDRM go through
 ``ddrm_kit.restore`` with each image's generators seeded by ``--seed`` and its file name: each image
 gets the noise and sampler draws of ``ddrm bench --crop 256 --seed S``, and reruns give the same
@@ -34,7 +35,7 @@ from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
 from ddrm_kit.imageio import list_images, load_image
 from ddrm_kit.prior_settings import sampler_settings
-from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore, score
+from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore_samples, score
 
 DATASETS = {"Kodak24": "/work/shared/data/Kodak24", "BSD100": "/work/shared/data/BSDS500/val"}
 # task -> (operator name, sigma_y in [0, 1] pixel units, baselines)
@@ -136,10 +137,10 @@ def cpu_prior(model: str, bf16: bool):
 
 def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], prior, seed: int, steps: int | None,
              clip: bool = False, average: int = 1) -> torch.Tensor:
-    """DDRM with the prior's settings (``steps`` None) for each image, averaged over ``average`` samples."""
+    """``average`` DDRM samples with the prior's settings (``steps`` None) for each image: ``(average, B, ...)``."""
     sigma = TASKS[task][1]
     settings = Settings(steps=steps, clip_denoised=clip, average=average)
-    return restore(prior, op, y, settings, 2.0 * sigma, generators(seed, names, SAMPLER), progress=False)
+    return restore_samples(prior, op, y, settings, 2.0 * sigma, generators(seed, names, SAMPLER), progress=False)
 
 
 @click.command()
@@ -163,34 +164,33 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
     path = Path(results)
     store = json.loads(path.read_text()) if path.exists() else {}
     ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"  # results key of this run's single-sample DDRM rows
-    # results key -> samples averaged per image
-    ddrm_runs = {ddrm_key: 1, **({f"{ddrm_key}_mean{average}": average} if average > 1 else {})}
     prior = cpu_prior(model, bf16) if methods == "ddrm" else None
     if methods:
         for task in tasks.split(","):
             for ds, folder in DATASETS.items():
                 x, names = load_set(folder, n)
                 op, y = observe_set(task, x, names, seed)
-                todo = TASKS[task][2] if methods == "baselines" else tuple(ddrm_runs)
-                for method in todo:
+                rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
+                if methods == "ddrm":
                     t0 = time.time()
-                    if method in ddrm_runs:
-                        xh = run_ddrm(task, op, y, names, prior, seed, steps, clip_denoised, ddrm_runs[method])
-                        used = sampler_settings(prior, op, steps=steps)
-                    else:
-                        xh = baseline(method, task, op, y, tuple(x.shape[1:]))
+                    samples = run_ddrm(task, op, y, names, prior, seed, steps, clip_denoised, average)
+                    seconds = time.time() - t0  # the one run that drew all K samples, in both rows
+                    info = {"model": model, "settings": sampler_settings(prior, op, steps=steps), "bf16": bf16, "seed": seed}
+                    # one sample is the first of the K, drawn exactly as a run of one sample draws it
+                    rows[ddrm_key] = (samples[0], seconds, {**info, "average": 1})
+                    if average > 1:
+                        rows[f"{ddrm_key}_mean{average}"] = (samples.mean(0), seconds, {**info, "average": average})
+                else:
+                    for method in TASKS[task][2]:
+                        t0 = time.time()
+                        rows[method] = (baseline(method, task, op, y, tuple(x.shape[1:])), time.time() - t0, {})
+                for method, (xh, seconds, info) in rows.items():
                     scores = score(xh, x)["psnr"]
                     store.setdefault(task, {}).setdefault(ds, {})[method] = {
-                        "psnr": sum(scores) / len(scores),
-                        "per_image": [round(s, 3) for s in scores],
-                        "n": len(x),
-                        "seconds": round(time.time() - t0, 1),
-                        **({"model": model, "settings": used, "average": ddrm_runs[method], "bf16": bf16, "seed": seed}
-                           if method in ddrm_runs else {}),
-                    }
-                    click.echo(f"{task:14s} {ds:8s} {method:12s} {sum(scores) / len(scores):6.2f} dB "
-                               f"({time.time() - t0:.0f} s)")
-                    write_text(path, json.dumps(store, indent=1))
+                        "psnr": sum(scores) / len(scores), "per_image": [round(v, 3) for v in scores], "n": len(x),
+                        "seconds": round(seconds, 1), **info}
+                    click.echo(f"{task:14s} {ds:8s} {method:12s} {sum(scores) / len(scores):6.2f} dB ({seconds:.0f} s)")
+                write_text(path, json.dumps(store, indent=1))
     if table:
         click.echo(markdown_table(store))
 

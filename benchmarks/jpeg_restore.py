@@ -32,7 +32,7 @@ import operators
 from ddrm_kit import load_prior
 from ddrm_kit.atomic import atomic_write
 from ddrm_kit.imageio import list_images, load_image, to_uint8
-from ddrm_kit.restore import SAMPLER, Settings, generators, observe, restore, score
+from ddrm_kit.restore import SAMPLER, Settings, generators, observe, restore_samples, score
 
 SETS = {"LIVE1": 3, "Classic5": 1}  # set name -> channels of its images
 
@@ -80,7 +80,7 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
     """Mean PSNR of JPEG inputs and of their DDRM-JPEG restorations on LIVE1 and Classic5."""
     prior = load_prior(model, device=device, dtype=getattr(torch, dtype) if dtype else None)
     channels = prior.channels or 3
-    settings = Settings(steps=steps)
+    settings = Settings(steps=steps, average=average)
     rows: list[dict] = []
     summary: list[tuple] = []
     for set_name in set_names:
@@ -105,12 +105,10 @@ def main(data: Path, set_names: tuple[str, ...], qualities: tuple[int, ...], mod
                         raise click.ClickException(f"{path.name}: colour JPEG of the grey image is not the grey JPEG")
                 gens = generators(seed, [path.name], SAMPLER, prior.device)
                 t = time.perf_counter()
-                # K samples one after another from the same generators: the first is what average=1
-                # restores, and their sum over K (in this order) is what average=K restores.
-                outs = [restore(prior, op, y_in, settings, generator=gens, progress=False).cpu()
-                        for _ in range(average)]
+                # the K samples of `ddrm solve --average K`: the first is what one sample restores
+                outs = restore_samples(prior, op, y_in, settings, generator=gens, progress=False).cpu()
                 seconds.append(time.perf_counter() - t)
-                first, mean = outs[0], sum(outs[1:], outs[0].clone()) / average
+                first, mean = outs[0], outs.mean(0)
                 if grey:
                     first, mean = first.mean(1, keepdim=True), mean.mean(1, keepdim=True)
                 pj, pr, pa = (score(img, x)["psnr_uint8"][0] for img in (y, first, mean))

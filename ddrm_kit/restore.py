@@ -23,7 +23,7 @@ import torch
 from .errors import DDRMError
 
 __all__ = ["NOISE", "SAMPLER", "Settings", "generators", "image_seed", "is_codec", "observe", "baseline",
-           "restore", "sample_generators", "score"]
+           "restore", "restore_samples", "sample_generators", "score"]
 
 #: The generator stream of the sampler's noise.
 SAMPLER = 0
@@ -103,9 +103,10 @@ def sample_generators(generator: Sequence[torch.Generator], samples: int) -> lis
     return out
 
 
-def restore(prior, op, y: torch.Tensor, settings: Settings = Settings(), sigma_y: float = 0.0,
-            generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = True) -> torch.Tensor:
-    """DDRM on ``y``, averaged over ``settings.average`` samples; ``(B, *op.image_shape)`` in [-1, 1].
+def restore_samples(prior, op, y: torch.Tensor, settings: Settings = Settings(), sigma_y: float = 0.0,
+                    generator: torch.Generator | list[torch.Generator] | None = None,
+                    progress: bool = True) -> torch.Tensor:
+    """The ``settings.average`` DDRM samples of ``y`` that :func:`restore` averages: ``(K, B, *op.image_shape)``.
 
     With one generator per image (a list), the K samples of the whole batch go through the network
     together as one batch of K·B (:func:`sample_generators` gives each its own generator), and the
@@ -121,14 +122,17 @@ def restore(prior, op, y: torch.Tensor, settings: Settings = Settings(), sigma_y
                     generator=gens, progress=progress, clip_denoised=settings.clip_denoised)
 
     if k == 1:
-        return run(y, generator)
+        return run(y, generator)[None]
     if isinstance(generator, (list, tuple)):
         out = run(y.repeat(k, *([1] * (y.dim() - 1))), sample_generators(generator, k))
-        return out.reshape(k, *y.shape[:1], *out.shape[1:]).mean(0)
-    total = run(y, generator)
-    for _ in range(k - 1):
-        total.add_(run(y, generator))
-    return total / k
+        return out.reshape(k, *y.shape[:1], *out.shape[1:])
+    return torch.stack([run(y, generator) for _ in range(k)])
+
+
+def restore(prior, op, y: torch.Tensor, settings: Settings = Settings(), sigma_y: float = 0.0,
+            generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = True) -> torch.Tensor:
+    """DDRM on ``y``, the mean of :func:`restore_samples`' ``settings.average`` samples; ``(B, *op.image_shape)`` in [-1, 1]."""
+    return restore_samples(prior, op, y, settings, sigma_y, generator, progress).mean(0)
 
 
 def score(x: torch.Tensor, ref: torch.Tensor) -> dict[str, list[float]]:
