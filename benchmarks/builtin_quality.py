@@ -135,7 +135,7 @@ def cpu_prior(model: str, bf16: bool):
     return Prior(eps, prior.alphas_cumprod, name=prior.name, channels=prior.channels, settings=prior.settings)
 
 
-def run_ddrm(task: str, op, y: torch.Tensor, names: list[str], prior, seed: int, steps: int | None,
+def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: int, steps: int | None,
              clip: bool = False, average: int = 1) -> torch.Tensor:
     """``average`` DDRM samples with the prior's settings (``steps`` None) for each image: ``(average, B, ...)``."""
     sigma = TASKS[task][1]
@@ -173,7 +173,7 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
                 rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
                 if methods == "ddrm":
                     t0 = time.time()
-                    samples = run_ddrm(task, op, y, names, prior, seed, steps, clip_denoised, average)
+                    samples = ddrm_samples(task, op, y, names, prior, seed, steps, clip_denoised, average)
                     seconds = time.time() - t0  # the one run that drew all K samples, in both rows
                     info = {"model": model, "settings": sampler_settings(prior, op, steps=steps), "bf16": bf16, "seed": seed}
                     # one sample is the first of the K, drawn exactly as a run of one sample draws it

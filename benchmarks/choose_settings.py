@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 import torch
 
-from builtin_quality import TASKS, cpu_prior, observe_set, run_ddrm
+from builtin_quality import TASKS, cpu_prior, ddrm_samples, observe_set
 from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
 from ddrm_kit.cli.errors import Command
@@ -77,8 +77,8 @@ def measure(job: Job, point: dict) -> list[float]:
     used = sampler_settings(variant, job.op, steps=job.steps)
     if any(used[k] != v for k, v in point.items()):
         raise click.ClickException(f"{job.task}: the sampler would run {used}, not the search point {point}")
-    outs = [run_ddrm(job.task, job.op, job.y[i : i + job.chunk], job.names[i : i + job.chunk], variant, job.seed,
-                     job.steps) for i in range(0, len(job.x), job.chunk)]
+    outs = [ddrm_samples(job.task, job.op, job.y[i : i + job.chunk], job.names[i : i + job.chunk], variant, job.seed,
+                         job.steps)[0] for i in range(0, len(job.x), job.chunk)]
     return score(torch.cat(outs), job.x)["psnr"]
 
 
