@@ -276,7 +276,8 @@ def markdown_table(runs: Path, names: list[str], timing: dict[str, dict], baseli
 @click.option("--runs", required=True, type=click.Path(file_okay=False), help="Folder of the variants' run folders.")
 @click.option("--steps", required=True, type=click.IntRange(min=1), help="Training steps of every variant.")
 @click.option("--data", multiple=True, type=click.Path(file_okay=False), help="Training image folders (repeat).")
-@click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Comma-separated variant names.")
+@click.option("--variants", default=",".join(VARIANTS), show_default=True,
+              help="Comma-separated variant names (with --eval-only, also run folders under --runs).")
 @click.option("--base", default=BASE, show_default=True, help="The prior the ft- variants start from (ddrm train --init).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--train-only", is_flag=True, help="Only train (run several of these in parallel, one thread each).")
@@ -296,15 +297,17 @@ def main(runs, steps, data, variants, base, threads, train_only, eval_only, batc
          eval_images, eval_steps, tasks, seed, chunk, repeats, table_file) -> None:
     """Train the recipe variants for --steps each, then score and time them."""
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
+    runs = Path(runs)
+    # a run folder that is no variant (a continued or branched run, a snapshot) can be evaluated
+    unknown = [v for v in names if v not in VARIANTS and (not eval_only or not (runs / v / CONFIG_JSON).is_file())]
     if unknown:
-        raise click.UsageError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+        raise click.UsageError(f"unknown variant {unknown[0]!r}: neither one of {', '.join(VARIANTS)} "
+                               "nor, with --eval-only, a run folder under --runs")
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     if any(t not in TASKS for t in task_list):
         raise click.UsageError(f"--tasks: choose from {', '.join(TASKS)}")
     if train_only and eval_only:
         raise click.UsageError("give --train-only or --eval-only, not both")
-    runs = Path(runs)
     torch.set_num_threads(threads)
     if not eval_only:
         if not data:

@@ -44,3 +44,23 @@ def test_fine_tunes_start_from_the_base_given():
     assert ap.recipe("ft-vpred", 300, 32)["init"] == "builtin"
     assert ap.recipe("ft-vpred", 300, 32, base="v1/ddrm_kit/builtin")["init"] == "v1/ddrm_kit/builtin"
     assert "init" not in ap.recipe("vpred", 300, 32, base="v1/ddrm_kit/builtin")
+
+
+def test_eval_only_takes_a_run_folder_that_is_no_variant(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    result = runner.invoke(ap.main, ["--runs", str(tmp_path), "--steps", "1", "--variants", "branch", "--train-only"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (
+        f"Error: unknown variant 'branch': neither one of {', '.join(ap.VARIANTS)} nor, with --eval-only, "
+        "a run folder under --runs")
+    (tmp_path / "branch").mkdir()
+    cfg = TrainConfig(data=[], **ap.recipe("ft-vpred", 1, 32, base="elsewhere"))
+    (tmp_path / "branch" / "train_config.json").write_text(json.dumps(asdict(cfg)))
+    result = runner.invoke(ap.main, ["--runs", str(tmp_path), "--steps", "1", "--variants", "branch", "--eval-only",
+                                     "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("branch: no checkpoint yet; train it first\n")
