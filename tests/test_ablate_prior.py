@@ -46,12 +46,14 @@ def test_fine_tunes_start_from_the_base_given():
     assert "init" not in ap.recipe("vpred", 300, 32, base="v1/ddrm_kit/builtin")
 
 
-def test_eval_only_takes_a_run_folder_that_is_no_variant(tmp_path):
+def test_eval_only_takes_a_run_folder_that_is_no_variant(tmp_path, monkeypatch):
     import json
     from dataclasses import asdict
 
+    import torch
     from click.testing import CliRunner
 
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the script's --threads must not leak into later tests
     runner = CliRunner()
     result = runner.invoke(ap.main, ["--runs", str(tmp_path), "--steps", "1", "--variants", "branch", "--train-only"])
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (
