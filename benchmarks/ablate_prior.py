@@ -11,8 +11,9 @@
 The ``ft-`` variants fine-tune the prior ``--base`` (``ddrm train --init BASE``; default: the shipped
 built-in prior) for ``--steps`` more steps, and ``v1-shipped`` is that prior as loaded (0 steps): the
 changes that keep its architecture (prediction, weighting, crop size) compared at the same budget
-from the same start. The model card's table started from v1, the built-in prior before v2; restore
-it with ``mkdir v1 && git archive 405b246 ddrm_kit/builtin | tar -x -C v1`` and pass ``--base v1/ddrm_kit/builtin``.
+from the same start. The model card's table started from v1, the built-in prior at commit 405b246;
+once ``builtin`` is another prior, restore v1 with ``mkdir v1 && git archive 405b246 ddrm_kit/builtin |
+tar -x -C v1`` and pass ``--base v1/ddrm_kit/builtin``.
 
 Each variant trains in its own run folder ``RUNS/<variant>`` with ``ddrm_kit.train`` (resumable:
 re-running continues a run, and skips one that has reached ``--steps``; a run keeps the recipe it

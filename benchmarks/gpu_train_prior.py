@@ -37,8 +37,7 @@ SOURCES = {"train": REPO.parent / "shared" / "data" / "BSDS500" / "train",
 RECIPE = {"size": 64, "channels": (64, 128, 192, 256), "layers_per_block": 2, "attention_levels": 1,
           "batch": 128, "lr": 2e-4, "ema": 0.999, "seed": 0, "prediction": "v_prediction"}
 # the same path on the CPU in seconds: a tiny UNet, a few steps, shards small enough to be several
-DRY = {"size": 16, "channels": (8, 16), "layers_per_block": 1, "attention_levels": 1, "batch": 4, "lr": 2e-4,
-       "ema": 0.999, "seed": 0, "prediction": "v_prediction"}
+DRY = {**RECIPE, "size": 16, "channels": (8, 16), "layers_per_block": 1, "batch": 4}
 SHARD = "16MB"  # 16e6 bytes, under the device tool's 16 MiB per file
 DRY_SHARD = "20KB"
 RETURNED = (7, 16 * 2**20)  # files, bytes per file: what the device tool brings back beside suite.tgz
