@@ -156,8 +156,10 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--clip-denoised", is_flag=True, help="DDRM rows with x̂0 clipped to [-1, 1] (stored as ddrm_clip).")
 @click.option("--average", default=1, type=click.IntRange(min=1), show_default=True,
               help="Also score the mean of K samples per image (stored as ddrm_meanK), next to one sample.")
+@click.option("--chunk", default=None, type=click.IntRange(min=1),
+              help="Images per DDRM call (default: all; each image's K samples always run together).")
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
-def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, average, table) -> None:
+def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, average, chunk, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
     if threads:
         torch.set_num_threads(threads)
@@ -173,7 +175,11 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
                 rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
                 if methods == "ddrm":
                     t0 = time.time()
-                    samples = ddrm_samples(task, op, y, names, prior, seed, steps, clip_denoised, average)
+                    size = chunk or len(y)
+                    # every image's draws come from its own generators, so chunking changes no result
+                    samples = torch.cat([
+                        ddrm_samples(task, op, y[i : i + size], names[i : i + size], prior, seed, steps, clip_denoised,
+                                     average) for i in range(0, len(y), size)], dim=1)
                     seconds = time.time() - t0  # the one run that drew all K samples, in both rows
                     info = {"model": model, "settings": sampler_settings(prior, op, steps=steps), "bf16": bf16, "seed": seed}
                     # one sample is the first of the K, drawn exactly as a run of one sample draws it

@@ -29,8 +29,8 @@ def test_single_sample_row_is_the_first_of_the_k_and_the_mean_row_averages_them(
     monkeypatch.setattr(bq, "CROP", 32)
     common = ["--methods", "ddrm", "--model", str(tiny_unet_dir), "--n", "2", "--steps", "3", "--tasks", "sr4_s0.05"]
     runner = CliRunner()
-    for average, name in ((3, "k3.json"), (1, "k1.json")):
-        result = runner.invoke(bq.main, [*common, "--average", str(average), "--results", str(tmp_path / name)])
+    for extra, name in ((["--average", "3"], "k3.json"), ([], "k1.json"), (["--average", "3", "--chunk", "1"], "c1.json")):
+        result = runner.invoke(bq.main, [*common, *extra, "--results", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
     k3 = json.loads((tmp_path / "k3.json").read_text())["sr4_s0.05"]["A"]
     k1 = json.loads((tmp_path / "k1.json").read_text())["sr4_s0.05"]["A"]
@@ -39,6 +39,9 @@ def test_single_sample_row_is_the_first_of_the_k_and_the_mean_row_averages_them(
     assert (k3["ddrm"]["average"], k3["ddrm_mean3"]["average"]) == (1, 3)
     assert k3["ddrm_mean3"]["per_image"] != k3["ddrm"]["per_image"]
     assert k3["ddrm"]["settings"] == {"steps": 3, "eta": 0.85, "eta_b": 1.0}
+    # one image per DDRM call draws what the whole set in one call draws
+    c1 = json.loads((tmp_path / "c1.json").read_text())["sr4_s0.05"]["A"]
+    assert [c1[m]["per_image"] for m in ("ddrm", "ddrm_mean3")] == [k3[m]["per_image"] for m in ("ddrm", "ddrm_mean3")]
     # the mean row scores what `restore` (ddrm solve --average 3) returns for those images
     from ddrm_kit import load_prior
     from ddrm_kit.restore import SAMPLER, Settings, generators, restore, score
