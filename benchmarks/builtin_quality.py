@@ -136,11 +136,18 @@ def cpu_prior(model: str, bf16: bool):
 
 
 def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: int, steps: int | None,
-             clip: bool = False, average: int = 1) -> torch.Tensor:
-    """``average`` DDRM samples with the prior's settings (``steps`` None) for each image: ``(average, B, ...)``."""
+             clip: bool = False, average: int = 1, chunk: int | None = None) -> torch.Tensor:
+    """``average`` DDRM samples with the prior's settings (``steps`` None) for each image: ``(average, B, ...)``.
+
+    ``chunk`` images (default: all) go through DDRM per call; every image's draws come from its own
+    generators, so chunking changes no result.
+    """
     sigma = TASKS[task][1]
     settings = Settings(steps=steps, clip_denoised=clip, average=average)
-    return restore_samples(prior, op, y, settings, 2.0 * sigma, generators(seed, names, SAMPLER), progress=False)
+    size = chunk or len(y)
+    return torch.cat([restore_samples(prior, op, y[i : i + size], settings, 2.0 * sigma,
+                                      generators(seed, names[i : i + size], SAMPLER), progress=False)
+                      for i in range(0, len(y), size)], dim=1)
 
 
 @click.command()
@@ -175,11 +182,7 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
                 rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
                 if methods == "ddrm":
                     t0 = time.time()
-                    size = chunk or len(y)
-                    # every image's draws come from its own generators, so chunking changes no result
-                    samples = torch.cat([
-                        ddrm_samples(task, op, y[i : i + size], names[i : i + size], prior, seed, steps, clip_denoised,
-                                     average) for i in range(0, len(y), size)], dim=1)
+                    samples = ddrm_samples(task, op, y, names, prior, seed, steps, clip_denoised, average, chunk)
                     seconds = time.time() - t0  # the one run that drew all K samples, in both rows
                     info = {"model": model, "settings": sampler_settings(prior, op, steps=steps), "bf16": bf16, "seed": seed}
                     # one sample is the first of the K, drawn exactly as a run of one sample draws it

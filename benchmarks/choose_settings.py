@@ -77,9 +77,8 @@ def measure(job: Job, point: dict) -> list[float]:
     used = sampler_settings(variant, job.op, steps=job.steps)
     if any(used[k] != v for k, v in point.items()):
         raise click.ClickException(f"{job.task}: the sampler would run {used}, not the search point {point}")
-    outs = [ddrm_samples(job.task, job.op, job.y[i : i + job.chunk], job.names[i : i + job.chunk], variant, job.seed,
-                         job.steps)[0] for i in range(0, len(job.x), job.chunk)]
-    return score(torch.cat(outs), job.x)["psnr"]
+    out = ddrm_samples(job.task, job.op, job.y, job.names, variant, job.seed, job.steps, chunk=job.chunk)[0]
+    return score(out, job.x)["psnr"]
 
 
 def point_name(task: str, point: dict) -> str:
