@@ -14,21 +14,31 @@ is its own ``--run``. Folders named like test sets (BSDS500/val, Kodak24, Set14,
 data other than what the built-in prior's model card or a run's train_config.json names.
 
 For each task (an operator and a noise level, ``builtin_quality.TASKS``), DDRM restores the
-``--images`` photos' centre ``--crop`` crops at fixed ``--steps``, one sample, each image's noise and
-sampler draws seeded by ``--sample-seed`` and its file name (``ddrm_kit.restore``, as everywhere).
-The search changes one setting at a time, starting from the papers' values: first eta over
-``--etas``, then eta_b over ``--eta-bs`` at the best eta, then (JPEG) t0 over ``--t0s`` at both. A
-setting keeps the papers' value unless the grid's best beats it by more than ``--threshold`` dB of
-mean PSNR, so noise does not pick settings. Every evaluated point is kept in OUT/search.json (a
-re-run evaluates only new points); OUT/ddrm_settings.json holds, per task family, the settings that
-differ from the papers' (checked with ``ddrm_kit.prior_settings.check_settings``), and OUT/search.md
-tabulates every point with the chosen ones marked.
+``--images`` photos' centre ``--crop`` crops, one sample, each image's noise and sampler draws
+seeded by ``--sample-seed`` and its file name (``ddrm_kit.restore``, as everywhere). The search
+changes one setting at a time, starting from the papers' values at the papers' 20 steps (or the
+first of ``--steps`` if it does not hold 20):
+
+1. eta over ``--etas``, then eta_b over ``--eta-bs`` at the best eta, then (JPEG) t0 over ``--t0s``.
+   A setting keeps its value unless the grid's best beats it by more than ``--threshold`` dB of mean
+   PSNR, so noise does not pick settings.
+2. The number of steps over ``--steps``, with a cost rule: each step count scores its PSNR minus
+   ``--step-cost`` dB per doubling of the steps from the start (a count that takes twice the time
+   must pay for it); the best score replaces the start only if it beats the start's by more than
+   ``--threshold``.
+3. If the steps changed, step 1 again at the new count (the best eta can depend on the steps).
+
+Every evaluated point is kept in OUT/search.json (a re-run evaluates only new points);
+OUT/ddrm_settings.json holds, per task family, the settings that differ from the papers' (checked
+with ``ddrm_kit.prior_settings.check_settings``), and OUT/search.md tabulates every point with the
+chosen ones marked.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +75,6 @@ class Job:
     x: torch.Tensor
     y: torch.Tensor
     names: list[str]
-    steps: int
     seed: int
     chunk: int
 
@@ -74,10 +83,10 @@ def measure(job: Job, point: dict) -> list[float]:
     """Per-image PSNR of DDRM with ``point``'s settings, given as the prior's settings for the task's family."""
     variant = copy.copy(job.prior)  # the same network, other settings
     variant.settings = check_settings({job.op.family: point}, job.prior.num_train_timesteps, "search point")
-    used = sampler_settings(variant, job.op, steps=job.steps)
+    used = sampler_settings(variant, job.op)
     if any(used[k] != v for k, v in point.items()):
         raise click.ClickException(f"{job.task}: the sampler would run {used}, not the search point {point}")
-    out = ddrm_samples(job.task, job.op, job.y, job.names, variant, job.seed, job.steps, chunk=job.chunk)[0]
+    out = ddrm_samples(job.task, job.op, job.y, job.names, variant, job.seed, None, chunk=job.chunk)[0]
     return score(out, job.x)["psnr"]
 
 
@@ -111,23 +120,42 @@ class Search:
 
 
 def papers_point(codec: bool, num_train_timesteps: int) -> dict:
-    """The papers' eta, eta_b and (codec) t0: where the search starts."""
-    point = {k: v for k, v in PAPERS["codec" if codec else "linear"].items() if k != "steps"}
+    """The papers' steps, eta, eta_b and (codec) t0."""
+    point = dict(PAPERS["codec" if codec else "linear"])
     if codec:
         point["t0"] = max(1, round(JPEG_T0_FRACTION * num_train_timesteps))
     return point
 
 
-def choose(papers: dict, grids: dict, threshold: float, psnr) -> dict:
-    """Coordinate search from ``papers``: each setting in turn over its grid (plus the papers' value) at the
-    best so far; it keeps the papers' value unless the grid's best gains more than ``threshold`` dB."""
-    best = dict(papers)
-    for key in papers:
-        values = sorted(set(grids[key]) | {papers[key]})
+def choose(start: dict, grids: dict, threshold: float, psnr) -> dict:
+    """Coordinate search from ``start`` over every setting but steps: each in turn over its grid (plus its
+    start value) at the best so far; it keeps the start value unless the grid's best gains more than ``threshold`` dB."""
+    best = dict(start)
+    for key in start:
+        if key == "steps":
+            continue
+        values = sorted(set(grids[key]) | {start[key]})
         scores = {v: psnr({**best, key: v}) for v in values}
         top = max(values, key=scores.__getitem__)
-        best[key] = top if scores[top] - scores[papers[key]] > threshold else papers[key]
+        best[key] = top if scores[top] - scores[start[key]] > threshold else start[key]
     return best
+
+
+def choose_steps(start: dict, grid: list[int], cost: float, threshold: float, psnr) -> int:
+    """The step count of ``grid`` whose PSNR less ``cost`` dB per doubling (from ``start``'s) is best, if it
+    beats ``start``'s count by more than ``threshold`` dB; else ``start``'s."""
+    base = start["steps"]
+    values = sorted(set(grid) | {base})
+    scores = {s: psnr({**start, "steps": s}) - cost * math.log2(s / base) for s in values}
+    top = max(values, key=scores.__getitem__)
+    return top if scores[top] - scores[base] > threshold else base
+
+
+def search_task(start: dict, grids: dict, step_cost: float, threshold: float, psnr) -> dict:
+    """Steps 1-3 of the module's search: the other settings, then the steps, then the others again at new steps."""
+    best = choose(start, grids, threshold, psnr)
+    steps = choose_steps(best, grids["steps"], step_cost, threshold, psnr)
+    return best if steps == best["steps"] else choose({**best, "steps": steps}, grids, threshold, psnr)
 
 
 def _known_test_set(folder: str) -> bool:
@@ -200,15 +228,16 @@ def numbers(text: str, option: str, cast, low: float, high: float) -> list:
     return values
 
 
-def markdown(points: dict, chosen: dict[str, dict], papers: dict[str, dict]) -> str:
-    lines = ["| task | eta | eta_b | t0 | PSNR (dB) | vs papers' |", "|---|---|---|---|---|---|"]
+def markdown(points: dict, chosen: dict[str, dict], starts: dict[str, dict]) -> str:
+    """Every point of each task, its PSNR against the start's (the papers' values at the first steps)."""
+    lines = ["| task | steps | eta | eta_b | t0 | PSNR (dB) | vs start |", "|---|---|---|---|---|---|---|"]
     for task, best in chosen.items():
-        ref = points[point_name(task, papers[task])]["psnr"]
+        ref = points[point_name(task, starts[task])]["psnr"]
         for name, p in points.items():
             if p["task"] != task:
                 continue
-            marks = [m for m, q in (("**chosen**", best), ("papers'", papers[task])) if name == point_name(task, q)]
-            lines.append(f"| {task} | {p['eta']:g} | {p['eta_b']:g} | {p.get('t0', '–')} | "
+            marks = [m for m, q in (("**chosen**", best), ("start", starts[task])) if name == point_name(task, q)]
+            lines.append(f"| {task} | {p['steps']} | {p['eta']:g} | {p['eta_b']:g} | {p.get('t0', '–')} | "
                          f"{p['psnr']:.2f} {' '.join(marks)} | {p['psnr'] - ref:+.2f} |")
     return "\n".join(lines)
 
@@ -226,7 +255,10 @@ def markdown(points: dict, chosen: dict[str, dict], papers: dict[str, dict]) -> 
 @click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8), help="Centre crop of the photos.")
 @click.option("--images", default=8, show_default=True, type=click.IntRange(min=1), 
               help="Use the first N held-out photos.")
-@click.option("--steps", default=20, show_default=True, type=click.IntRange(min=1), help="DDRM steps of every point.")
+@click.option("--steps", default="10,20,50,100", show_default=True,
+              help="Step-count grid; the search starts at 20 if it holds it, else at its first value.")
+@click.option("--step-cost", default=0.25, show_default=True, type=click.FloatRange(min=0),
+              help="dB a step count must gain per doubling of the steps to be chosen.")
 @click.option("--etas", default="0.3,0.5,0.7,0.85,1.0", show_default=True, help="eta grid.")
 @click.option("--eta-bs", default="0.4,0.7,1.0", show_default=True, help="eta_b grid.")
 @click.option("--t0s", default="200,300,400", show_default=True, help="t0 grid (codec tasks).")
@@ -237,9 +269,9 @@ def markdown(points: dict, chosen: dict[str, dict], papers: dict[str, dict]) -> 
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--bf16", is_flag=True, help="Run the UNet under bfloat16 autocast (builtin_quality.py's --bf16).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder of the results.")
-def main(model, data, seed, size, run, tasks, crop, images, steps, etas, eta_bs, t0s, threshold, sample_seed, chunk,
-         threads, bf16, out) -> None:
-    """Choose the prior's eta, eta_b and (JPEG) t0 per task family on its held-out training photos."""
+def main(model, data, seed, size, run, tasks, crop, images, steps, step_cost, etas, eta_bs, t0s, threshold, sample_seed,
+         chunk, threads, bf16, out) -> None:
+    """Choose the prior's steps, eta, eta_b and (JPEG) t0 per task family on its held-out training photos."""
     from operators import get_spec
 
     if threads:
@@ -255,37 +287,38 @@ def main(model, data, seed, size, run, tasks, crop, images, steps, etas, eta_bs,
     cfg = recipe(model, run, data, seed, size)
     prior = cpu_prior(model, bf16)
     T = prior.num_train_timesteps
-    grids = {"eta": numbers(etas, "--etas", float, 0, 1), "eta_b": numbers(eta_bs, "--eta-bs", float, 0, 1),
-             "t0": numbers(t0s, "--t0s", int, steps, T)}
     codec = any(get_spec(TASKS[t][0]).kind == "codec" for t in task_list)
     top = papers_point(True, T)["t0"] if codec else T
-    if steps > top:
-        raise click.ClickException(f"--steps {steps}: at most {top} ({'the papers t0' if codec else 'T'})")
+    step_grid = numbers(steps, "--steps", int, 1, top)
+    first_steps = PAPERS["linear"]["steps"] if PAPERS["linear"]["steps"] in step_grid else step_grid[0]
+    grids = {"steps": step_grid, "eta": numbers(etas, "--etas", float, 0, 1),
+             "eta_b": numbers(eta_bs, "--eta-bs", float, 0, 1), "t0": numbers(t0s, "--t0s", int, max(step_grid), T)}
     x, names = photos(cfg, crop, images)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    key = {"model": model_label(model), "photos": names, "crop": crop, "steps": steps, "sample_seed": sample_seed,
-           "bf16": bf16}
+    key = {"model": model_label(model), "photos": names, "crop": crop, "sample_seed": sample_seed, "bf16": bf16}
     search = Search(out / "search.json", key)
-    chosen, papers, settings = {}, {}, {}
+    chosen, starts, settings = {}, {}, {}
     for task, family in zip(task_list, families):
         op, y = observe_set(task, x, names, sample_seed)
-        job = Job(prior, task, op, x, y, names, steps, sample_seed, chunk)
-        papers[task] = papers_point(is_codec(op), T)
-        chosen[task] = choose(papers[task], grids, threshold, lambda point: search.psnr(job, point))
-        diff = {k: v for k, v in chosen[task].items() if v != papers[task][k]}
+        job = Job(prior, task, op, x, y, names, sample_seed, chunk)
+        papers = papers_point(is_codec(op), T)
+        starts[task] = {**papers, "steps": first_steps}
+        chosen[task] = search_task(starts[task], grids, step_cost, threshold, lambda point: search.psnr(job, point))
+        diff = {k: v for k, v in chosen[task].items() if v != papers[k]}
         if diff:
             settings[family] = diff
         click.echo(f"{task}: {family} {diff or 'papers values'}")
     settings["_note"] = (
-        f"chosen by benchmarks/choose_settings.py for {key['model']}: coordinate search (eta, then eta_b, then t0) at "
-        f"{steps} steps, one sample, mean PSNR over {len(names)} held-out training photos ({', '.join(names)}) of "
+        f"chosen by benchmarks/choose_settings.py for {key['model']}: coordinate search (eta, then eta_b, then t0, "
+        f"then steps over {', '.join(map(str, step_grid))} at {step_cost:g} dB per doubling, then eta, eta_b, t0 "
+        f"again at new steps), one sample, mean PSNR over {len(names)} held-out training photos ({', '.join(names)}) of "
         f"{' + '.join('/'.join(Path(d).parts[-2:]) for d in cfg.data)} (split seed {cfg.seed}), centre {crop}² crops, sample seed {sample_seed}; "
         f"the papers' values kept unless a gain > {threshold:g} dB")
     path = out / SETTINGS_JSON
     check_settings(settings, T, str(path))
     write_text(path, json.dumps(settings, indent=1) + "\n")
-    table = markdown(search.points, chosen, papers)
+    table = markdown(search.points, chosen, starts)
     write_text(out / "search.md", table + "\n\n" + settings["_note"] + "\n")
     click.echo(table)
     click.echo(f"{search.evaluated} points evaluated, {len(search.points)} cached; wrote {path}")
