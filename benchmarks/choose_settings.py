@@ -290,7 +290,6 @@ def main(model, data, seed, size, run, tasks, crop, images, steps, step_cost, et
     codec = any(get_spec(TASKS[t][0]).kind == "codec" for t in task_list)
     top = papers_point(True, T)["t0"] if codec else T
     step_grid = numbers(steps, "--steps", int, 1, top)
-    first_steps = PAPERS["linear"]["steps"] if PAPERS["linear"]["steps"] in step_grid else step_grid[0]
     grids = {"steps": step_grid, "eta": numbers(etas, "--etas", float, 0, 1),
              "eta_b": numbers(eta_bs, "--eta-bs", float, 0, 1), "t0": numbers(t0s, "--t0s", int, max(step_grid), T)}
     x, names = photos(cfg, crop, images)
@@ -303,7 +302,7 @@ def main(model, data, seed, size, run, tasks, crop, images, steps, step_cost, et
         op, y = observe_set(task, x, names, sample_seed)
         job = Job(prior, task, op, x, y, names, sample_seed, chunk)
         papers = papers_point(is_codec(op), T)
-        starts[task] = {**papers, "steps": first_steps}
+        starts[task] = {**papers, "steps": papers["steps"] if papers["steps"] in step_grid else step_grid[0]}
         chosen[task] = search_task(starts[task], grids, step_cost, threshold, lambda point: search.psnr(job, point))
         diff = {k: v for k, v in chosen[task].items() if v != papers[k]}
         if diff:
