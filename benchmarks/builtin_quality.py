@@ -1,4 +1,4 @@
-"""Quality of a prior under DDRM (20 steps) next to classical baselines: the built-in prior's model-card table.
+"""Quality of a prior under DDRM (its own settings) next to classical baselines: the built-in prior's model-card table.
 
     python benchmarks/builtin_quality.py --methods baselines --n 8     # prior-free rows (cached)
     python benchmarks/builtin_quality.py --methods ddrm --n 8          # DDRM rows with --model
@@ -156,6 +156,7 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--n", default=8, show_default=True, help="Images per data set.")
 @click.option("--steps", default=None, type=int, help="DDRM steps (default: the prior's settings, else 20).")
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
+@click.option("--sets", default=",".join(DATASETS), show_default=True, help="Data sets (to split a run over processes).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the noise and of DDRM (per image: with its name).")
 @click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
@@ -166,8 +167,11 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--chunk", default=None, type=click.IntRange(min=1),
               help="Images per DDRM call (default: all; each image's K samples always run together).")
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
-def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_denoised, average, chunk, table) -> None:
+def main(methods, model, n, steps, tasks, sets, seed, results, threads, bf16, clip_denoised, average, chunk, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
+    unknown = [ds for ds in sets.split(",") if ds not in DATASETS]
+    if unknown:
+        raise click.BadParameter(f"unknown data set {unknown[0]!r} (known: {', '.join(DATASETS)})", param_hint="--sets")
     if threads:
         torch.set_num_threads(threads)
     path = Path(results)
@@ -176,8 +180,8 @@ def main(methods, model, n, steps, tasks, seed, results, threads, bf16, clip_den
     prior = cpu_prior(model, bf16) if methods == "ddrm" else None
     if methods:
         for task in tasks.split(","):
-            for ds, folder in DATASETS.items():
-                x, names = load_set(folder, n)
+            for ds in sets.split(","):
+                x, names = load_set(DATASETS[ds], n)
                 op, y = observe_set(task, x, names, seed)
                 rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
                 if methods == "ddrm":

@@ -51,3 +51,16 @@ def test_single_sample_row_is_the_first_of_the_k_and_the_mean_row_averages_them(
     mean = restore(load_prior(str(tiny_unet_dir), device="cpu"), op, y, Settings(steps=3, average=3), 0.1,
                    generators(0, names, SAMPLER), progress=False)
     assert [round(v, 3) for v in score(mean, x)["psnr"]] == k3["ddrm_mean3"]["per_image"]
+
+
+def test_sets_selects_data_sets_and_an_unknown_one_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(bq, "DATASETS", {"A": str(_photos(tmp_path / "A")), "B": str(tmp_path / "missing")})
+    monkeypatch.setattr(bq, "CROP", 32)
+    results = tmp_path / "r.json"
+    common = ["--methods", "baselines", "--n", "2", "--tasks", "color", "--results", str(results)]
+    result = CliRunner().invoke(bq.main, [*common, "--sets", "A"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(results.read_text())["color"]) == ["A"]  # B's folder is never read
+    result = CliRunner().invoke(bq.main, [*common, "--sets", "A,C"])
+    assert result.exit_code == 2 and "unknown data set 'C' (known: A, B)" in result.output
+    assert list(json.loads(results.read_text())["color"]) == ["A"]
