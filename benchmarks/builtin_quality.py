@@ -156,7 +156,7 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--n", default=8, show_default=True, help="Images per data set.")
 @click.option("--steps", default=None, type=int, help="DDRM steps (default: the prior's settings, else 20).")
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
-@click.option("--sets", default=",".join(DATASETS), show_default=True, help="Data sets (to split a run over processes).")
+@click.option("--sets", default=None, help=f"Data sets, comma-separated (default: {','.join(DATASETS)}); to split a run over processes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the noise and of DDRM (per image: with its name).")
 @click.option("--results", default="/work/runs/quality/results.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
@@ -169,7 +169,8 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
 def main(methods, model, n, steps, tasks, sets, seed, results, threads, bf16, clip_denoised, average, chunk, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
-    unknown = [ds for ds in sets.split(",") if ds not in DATASETS]
+    sets = sets.split(",") if sets else list(DATASETS)
+    unknown = [ds for ds in sets if ds not in DATASETS]
     if unknown:
         raise click.BadParameter(f"unknown data set {unknown[0]!r} (known: {', '.join(DATASETS)})", param_hint="--sets")
     if threads:
@@ -180,7 +181,7 @@ def main(methods, model, n, steps, tasks, sets, seed, results, threads, bf16, cl
     prior = cpu_prior(model, bf16) if methods == "ddrm" else None
     if methods:
         for task in tasks.split(","):
-            for ds in sets.split(","):
+            for ds in sets:
                 x, names = load_set(DATASETS[ds], n)
                 op, y = observe_set(task, x, names, seed)
                 rows = {}  # results key -> (restoration, seconds, what the row records beside its scores)
