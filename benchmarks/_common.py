@@ -1,4 +1,4 @@
-"""Shared pieces of the perf benchmarks: the celebahq-256 UNet architecture, timing, memory, tables.
+"""Shared pieces of the benchmarks: the celebahq-256 UNet architecture, timing, memory, tables, name lists.
 
 Not a benchmark itself. The scripts put ``benchmarks/`` on ``sys.path`` and import this module;
 torch and diffusers are imported inside the functions so that the start-up benchmark stays torch-free.
@@ -12,6 +12,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import click
 
 # google/ddpm-celebahq-256's unet/config.json (113.7M parameters): six resolutions 256..8,
 # self-attention at 16x16, two ResNet blocks per level, GroupNorm(32, eps 1e-6).
@@ -116,3 +118,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+
+def pick_names(text: str, known: Sequence[str], what: str, option: str) -> list[str]:
+    """The comma-separated names of ``text``, each one of ``known``, else a one-line usage error naming ``option``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown {what} {unknown[0] if unknown else ''!r} (known: {', '.join(known)})",
+                                 param_hint=option)
+    return names

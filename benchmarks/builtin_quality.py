@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _common import pick_names
 from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
 from ddrm_kit.imageio import list_images, load_image
@@ -169,10 +170,8 @@ def ddrm_samples(task: str, op, y: torch.Tensor, names: list[str], prior, seed: 
 @click.option("--table", is_flag=True, help="Print the markdown table of the results file.")
 def main(methods, model, n, steps, tasks, sets, seed, results, threads, bf16, clip_denoised, average, chunk, table) -> None:
     """Score DDRM with a prior, or the classical baselines, on Kodak24 + BSD100 crops."""
-    sets = sets.split(",") if sets else list(DATASETS)
-    unknown = [ds for ds in sets if ds not in DATASETS]
-    if unknown:
-        raise click.BadParameter(f"unknown data set {unknown[0]!r} (known: {', '.join(DATASETS)})", param_hint="--sets")
+    sets = pick_names(sets, list(DATASETS), "data set", "--sets") if sets else list(DATASETS)
+    tasks = pick_names(tasks, list(TASKS), "task", "--tasks")
     if threads:
         torch.set_num_threads(threads)
     path = Path(results)
@@ -180,7 +179,7 @@ def main(methods, model, n, steps, tasks, sets, seed, results, threads, bf16, cl
     ddrm_key = "ddrm_clip" if clip_denoised else "ddrm"  # results key of this run's single-sample DDRM rows
     prior = cpu_prior(model, bf16) if methods == "ddrm" else None
     if methods:
-        for task in tasks.split(","):
+        for task in tasks:
             for ds in sets:
                 x, names = load_set(DATASETS[ds], n)
                 op, y = observe_set(task, x, names, seed)

@@ -64,3 +64,9 @@ def test_sets_selects_data_sets_and_an_unknown_one_fails_before_any_work(tmp_pat
     result = CliRunner().invoke(bq.main, [*common, "--sets", "A,C"])
     assert result.exit_code == 2 and "unknown data set 'C' (known: A, B)" in result.output
     assert list(json.loads(results.read_text())["color"]) == ["A"]
+
+
+def test_an_unknown_task_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(bq.main, ["--methods", "baselines", "--tasks", "sr4,sr5", "--results", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and "unknown task 'sr5' (known: sr4, sr4_s0.05," in result.output
+    assert not (tmp_path / "r.json").exists()
