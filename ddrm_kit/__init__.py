@@ -16,15 +16,17 @@ _LAZY = {
     "timesteps": "ddrm_kit.sampler",
     "load_prior": "ddrm_kit.prior",
     "Prior": "ddrm_kit.prior",
+    "combine_experts": "ddrm_kit.experts",
     "palette": "ddrm_kit.palette_sampler",
     "palette_condition": "ddrm_kit.palette_sampler",
     "load_palette_prior": "ddrm_kit.palette_model",
 }
 
-__all__ = ["ddrm", "timesteps", "load_prior", "Prior", "palette", "palette_condition", "load_palette_prior",
+__all__ = ["ddrm", "timesteps", "load_prior", "Prior", "combine_experts", "palette", "palette_condition", "load_palette_prior",
            "__version__"]
 
 if TYPE_CHECKING:
+    from .experts import combine_experts
     from .palette_model import load_palette_prior
     from .palette_sampler import palette, palette_condition
     from .prior import Prior, load_prior

@@ -17,6 +17,7 @@ import torch
 from .checkpoints.unet import bind_class, check_class_label
 from .errors import (CheckpointConfigError, CheckpointWeightsError, DDRMError, HubUnavailableError, ModelNotFoundError,
                      UnsupportedModelError)
+from .experts import EXPERTS_JSON, combine_experts, read_experts
 from .palette_model import read_palette_task
 from .prior import (_HAS_ACCELERATE, Prior, _alphas_cumprod, _check_scheduler_config, _has_weights, _read_json,
                     _UNetEps)
@@ -154,9 +155,47 @@ def load_folder(folder: Path, label: str, class_label: int | None, device: torch
             f"{label} is a Palette model (trained for {task.operator}), not a DDRM prior: restore with "
             f"`ddrm solve --model {folder}` or load it with ddrm_kit.load_palette_prior")
     unet_sub, unet_cfg, sched_cfg = inspect_folder(folder, label, class_label)
-    # the schedule and the settings file are checked before the weights are read
+    # the schedule, the settings and the experts' files are checked before the weights are read
     schedule = _alphas_cumprod(sched_cfg, label)
     settings = read_settings(folder, len(schedule[0]))
+    experts = read_experts(folder, len(schedule[0]))
+    if experts is not None:
+        _check_expert(experts[0], label, schedule[0], int(unet_cfg.get("in_channels", 3)), class_label)
+    prior = _load_unet(folder, unet_sub, unet_cfg, schedule, settings, label, class_label, device, dtype, **build)
+    if experts is None:
+        return prior
+    high_dir, from_t = experts
+    high = load_folder(high_dir, _expert_label(label, high_dir), class_label, device, dtype, **build)
+    return combine_experts(prior, high, from_t)
+
+
+def _expert_label(label: str, folder: Path) -> str:
+    return f"{label}'s high-noise expert ({folder.name}/)"
+
+
+def _check_expert(folder: Path, label: str, alphas_cumprod: torch.Tensor, channels: int,
+                  class_label: int | None) -> None:
+    """A high-noise expert is a plain prior folder on its owner's noise schedule; the pair's files live in the owner."""
+    expert = _expert_label(label, folder)
+    for name in (EXPERTS_JSON, SETTINGS_JSON):
+        if (folder / name).exists():
+            raise UnsupportedModelError(
+                f"{expert} holds {name}, which belongs in {label} itself (the folder of the pair): move or remove it")
+    _, unet_cfg, sched_cfg = inspect_folder(folder, expert, class_label)
+    if int(unet_cfg.get("in_channels", 3)) != channels:
+        raise UnsupportedModelError(
+            f"{expert} takes {unet_cfg.get('in_channels', 3)}-channel images and {label} {channels}-channel ones: "
+            "experts must take the same images")
+    ac, _ = _alphas_cumprod(sched_cfg, expert)
+    if ac.shape != alphas_cumprod.shape or not torch.allclose(ac, alphas_cumprod, rtol=1e-6, atol=0.0):
+        raise UnsupportedModelError(
+            f"{expert} has another noise schedule than {label} ({len(ac)} vs {len(alphas_cumprod)} steps or other "
+            "betas): experts must share one beta schedule")
+
+
+def _load_unet(folder: Path, unet_sub: str | None, unet_cfg: dict[str, Any], schedule: tuple[torch.Tensor, str],
+               settings: dict[str, Any], label: str, class_label: int | None, device: torch.device, dtype: torch.dtype,
+               **build: bool) -> Prior:
     unet_dir = folder / unet_sub if unet_sub else folder
     if not _has_weights(unet_dir):
         raise ModelNotFoundError(
@@ -195,7 +234,7 @@ def load_hub(repo_id: str, class_label: int | None, device: torch.device, dtype:
         cfg_dir = snapshot_download(
             repo_id,
             allow_patterns=["model_index.json", "config.json", "scheduler_config.json",
-                            "unet/config.json", "scheduler/scheduler_config.json", SETTINGS_JSON],
+                            "unet/config.json", "scheduler/scheduler_config.json", SETTINGS_JSON, EXPERTS_JSON],
             local_files_only=offline)
     except (RepositoryNotFoundError, GatedRepoError) as err:
         raise ModelNotFoundError(
@@ -203,6 +242,10 @@ def load_hub(repo_id: str, class_label: int | None, device: torch.device, dtype:
             "check the id (e.g. google/ddpm-celebahq-256), pass a local folder, or use --model builtin") from err
     except Exception as err:  # noqa: BLE001 - network stacks raise many types; all mean "unreachable"
         raise HubUnavailableError(unreachable) from err
+    if (Path(cfg_dir) / EXPERTS_JSON).is_file():
+        raise UnsupportedModelError(
+            f"hub model '{repo_id}' pairs noise-level experts ({EXPERTS_JSON}), which load from a local folder only: "
+            f"download it (huggingface-cli download {repo_id} --local-dir DIR) and pass --model DIR")
     unet_sub, unet_cfg, sched_cfg = inspect_folder(Path(cfg_dir), f"hub model '{repo_id}'", class_label)
     schedule = _alphas_cumprod(sched_cfg, repo_id)
     settings = read_settings(Path(cfg_dir), len(schedule[0]))
