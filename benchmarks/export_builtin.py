@@ -1,14 +1,15 @@
 """Copy the latest EMA weights of a `ddrm train` run into the package's built-in prior folder.
 
-    python benchmarks/export_builtin.py [--run /work/runs/builtin] [--dest ddrm_kit/builtin] \\
-        [--high-noise /work/runs/v2 --from-t 600]
+    python benchmarks/export_builtin.py --run /work/runs/builtin [--dest ddrm_kit/builtin]
+    python benchmarks/export_builtin.py [--run RUN] --high-noise /work/runs/v2 --from-t 600 [--dest ...]
 
-Writes config.json + diffusion_pytorch_model.safetensors (float16) + scheduler_config.json into
-the destination (README.md and ddrm_settings.json there are kept) and prints each run's step,
-training time and held-out loss, which go into the model card. With ``--high-noise`` the second
-run becomes the high-noise expert (docs/design.md, Noise-level experts): it is exported to
-``DEST/high_noise`` and ``DEST/experts.json`` names it with ``--from-t``. Without it, an earlier
-pair's ``experts.json`` and ``high_noise/`` are removed, and the script says so.
+``--run`` writes config.json + diffusion_pytorch_model.safetensors (float16) + scheduler_config.json
+into the destination (README.md and ddrm_settings.json there are kept). ``--high-noise`` makes a
+second run the high-noise expert (docs/design.md, Noise-level experts): it is exported to
+``DEST/high_noise`` and ``DEST/experts.json`` names it with ``--from-t``; without ``--run`` the
+destination's own UNet stays the low-noise expert. ``--run`` alone removes an earlier pair's
+``experts.json`` and ``high_noise/``, and says so. Each run's step, training time and held-out
+loss are printed for the model card.
 """
 
 from __future__ import annotations
@@ -45,17 +46,23 @@ def export_run(run: Path, dest: Path, what: str) -> None:
 
 
 @click.command()
-@click.option("--run", default="/work/runs/builtin", show_default=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--run", type=click.Path(file_okay=False, exists=True),
+              help="The run to export as the prior (the low-noise expert with --high-noise).")
 @click.option("--dest", default=str(PACKAGE_BUILTIN), show_default=True, type=click.Path(file_okay=False))
 @click.option("--high-noise", type=click.Path(file_okay=False, exists=True),
               help="A second run: the high-noise expert, for timesteps from --from-t on.")
 @click.option("--from-t", type=click.IntRange(min=1), help="The high-noise expert's first timestep.")
-def main(run: str, dest: str, high_noise: str | None, from_t: int | None) -> None:
+def main(run: str | None, dest: str, high_noise: str | None, from_t: int | None) -> None:
     """Export the run's EMA UNet as the built-in prior (with a high-noise expert) and report where the runs stand."""
     if (high_noise is None) != (from_t is None):
         raise click.UsageError("--high-noise and --from-t go together")
+    if run is None and high_noise is None:
+        raise click.UsageError("give --run, --high-noise with --from-t, or both")
     dest_dir = Path(dest)
-    export_run(Path(run), dest_dir, "the prior" if high_noise is None else "the low-noise expert")
+    if run is not None:
+        export_run(Path(run), dest_dir, "the prior" if high_noise is None else "the low-noise expert")
+    elif not (dest_dir / "config.json").is_file():
+        raise click.UsageError(f"{dest_dir} holds no prior to keep as the low-noise expert: give --run")
     if high_noise is None:
         if (dest_dir / EXPERTS_JSON).exists() or (dest_dir / HIGH_NOISE).exists():
             (dest_dir / EXPERTS_JSON).unlink(missing_ok=True)
