@@ -21,7 +21,8 @@ was created with, so ``latecrops`` switches to 128² crops at 3/4 of the first `
 Steps, not minutes, so that variants compare on a shared, noisy CPU. Evaluation uses the run's own held-out photos (the
 trainer's split: 16 of the 400 BSDS500 train + test photos, never BSDS500/val or a test set),
 centre ``--crop`` crops: the held-out loss in ε units (holdout.csv's last row), and DDRM's PSNR (one
-sample, the prior's default settings, ``--eval-steps`` steps) on ``sr4`` (noiseless and with noise
+sample, the prior's settings: its ``ddrm_settings.json``, else the papers'; ``--eval-steps`` fixes the
+step count) on ``sr4`` (noiseless and with noise
 of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``color`` and ``jpeg10``, next to the cheap
 baselines of builtin_quality.py.
 After the evaluations, each variant's UNet forward at 256x256 (batch 1) is timed in one go,
@@ -131,7 +132,7 @@ def eval_images(run: Path, crop: int, limit: int | None) -> tuple[torch.Tensor, 
     return torch.cat([preprocess(load_image(p), crop=crop, channels=3) for p in files]), [p.name for p in files]
 
 
-def restore_task(prior, task: str, x: torch.Tensor, names: list[str], seed: int, eval_steps: int,
+def restore_task(prior, task: str, x: torch.Tensor, names: list[str], seed: int, eval_steps: int | None,
                  chunk: int) -> tuple[torch.Tensor, torch.Tensor, object]:
     """(DDRM's restoration, the task's baseline) of images ``x``, ``chunk`` images at a time."""
     from operators import get_operator
@@ -266,8 +267,9 @@ def markdown_table(runs: Path, names: list[str], timing: dict[str, dict], baseli
                  f"{res['seconds_per_step']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     key = baselines.get("key", {})
+    steps = f"{key['eval_steps']} steps" if key.get("eval_steps") else "each prior's step counts"
     note = (f"\nPSNR in dB, mean over {len(baselines.get('images', []))} held-out BSDS500 training photos "
-            f"(centre {key.get('crop')}² crops), DDRM {key.get('eval_steps')} steps, one sample, seed {key.get('seed')}; "
+            f"(centre {key.get('crop')}² crops), DDRM {steps}, one sample, seed {key.get('seed')}; "
             "held-out loss: mean squared ε error of the EMA weights (v converted to ε); "
             "s/step: the run's own training clock (shared CPU, noisy).")
     return "\n".join(lines) + "\n" + note
@@ -288,7 +290,8 @@ def markdown_table(runs: Path, names: list[str], timing: dict[str, dict], baseli
 @click.option("--checkpoint-every", default=10.0, show_default=True, help="Minutes between checkpoints.")
 @click.option("--crop", default=256, show_default=True, type=click.IntRange(min=8), help="Centre crop of the photos.")
 @click.option("--eval-images", default=None, type=click.IntRange(min=1), help="Use only the first N held-out photos.")
-@click.option("--eval-steps", default=20, show_default=True, type=click.IntRange(min=1), help="DDRM steps.")
+@click.option("--eval-steps", default=None, type=click.IntRange(min=1),
+              help="DDRM steps for every task (default: each prior's settings file, else the papers' 20).")
 @click.option("--tasks", default=",".join(TASKS), show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the observations' noise and of DDRM.")
 @click.option("--chunk", default=4, show_default=True, type=click.IntRange(min=1), help="Images per DDRM batch.")
