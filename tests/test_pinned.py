@@ -28,10 +28,26 @@ def test_solve_sr4_clean_with_the_builtin_prior(tmp_path, one_thread):
                                        "--no-progress", "-o", str(out), str(tmp_path / "tiny.png")])
     assert result.exit_code == 0, result.output
     scores = next(line.split() for line in result.stdout.splitlines() if line.startswith("tiny.png"))
-    # eta 1 (the shipped prior's ddrm_settings.json for superres); the papers' eta 0.85 gave 22.67 / 0.686
-    assert scores[1:] == ["24.02", "0.771", "28.43", "0.913"]
+    # eta 1 (the shipped prior's ddrm_settings.json for superres); the papers' eta 0.85 gave 22.67 / 0.686;
+    # the low-noise expert alone (before the high-noise expert shipped, which runs at t 800 and 600 here) 28.43
+    assert scores[1:] == ["24.02", "0.771", "28.44", "0.913"]
     a = np.asarray(Image.open(out)).astype(int)
     expected_row = np.array([[150, 234, 170], [153, 233, 174], [155, 231, 175], [164, 234, 173]])
     assert np.abs(a[0, :4] - expected_row).max() <= 1
     assert np.abs(a[16, 16] - np.array([151, 17, 122])).max() <= 1
     assert abs(a.mean() - 127.5003) < 0.05
+
+
+def test_solve_color_with_the_builtin_priors_experts_and_settings(tmp_path, one_thread):
+    # 10 steps at eta 1 (ddrm_settings.json, color): the high-noise expert runs at t 900 down to 500
+    _smooth_image(tmp_path / "tiny.png")
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["solve", "--op", "color", "--clean", "--seed", "0", "--no-progress",
+                                       "-o", str(out), str(tmp_path / "tiny.png")])
+    assert result.exit_code == 0, result.output
+    assert "steps 10, eta 1, eta_b 1" in result.stderr
+    scores = next(line.split() for line in result.stdout.splitlines() if line.startswith("tiny.png"))
+    assert scores[1:] == ["13.40", "0.407", "13.10", "0.413"]
+    a = np.asarray(Image.open(out)).astype(int)
+    assert np.abs(a[0, :4] - np.array([[189, 158, 140], [199, 170, 151], [210, 181, 161], [222, 192, 171]])).max() <= 1
+    assert np.abs(a[16, 16] - np.array([111, 92, 78])).max() <= 1
