@@ -43,6 +43,7 @@ from pathlib import Path
 import click
 import torch
 
+from _common import pick_names
 from builtin_quality import baseline
 from ddrm_kit.atomic import write_text
 from ddrm_kit.bench import preprocess
@@ -307,9 +308,7 @@ def main(runs, steps, data, variants, base, threads, train_only, eval_only, batc
     if unknown:
         raise click.UsageError(f"unknown variant {unknown[0]!r}: neither one of {', '.join(VARIANTS)} "
                                "nor, with --eval-only, a run folder under --runs")
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-    if any(t not in TASKS for t in task_list):
-        raise click.UsageError(f"--tasks: choose from {', '.join(TASKS)}")
+    task_list = pick_names(tasks, list(TASKS), "task", "--tasks")
     if train_only and eval_only:
         raise click.UsageError("give --train-only or --eval-only, not both")
     torch.set_num_threads(threads)

@@ -66,3 +66,13 @@ def test_eval_only_takes_a_run_folder_that_is_no_variant(tmp_path, monkeypatch):
                                      "--repeats", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("branch: no checkpoint yet; train it first\n")
+
+
+def test_an_unknown_task_is_a_usage_error_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(ap.main, ["--runs", str(tmp_path), "--steps", "1", "--variants", "v1", "--eval-only",
+                                          "--tasks", "sr4, sr9"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for --tasks: unknown task 'sr9'")
+    assert list(tmp_path.iterdir()) == []
