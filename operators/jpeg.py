@@ -152,8 +152,13 @@ class JPEG(CodecOperator):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "JPEG":
-        """The operator that produced a JPEG file (baseline or progressive): its own tables, subsampling and size."""
-        return cls(**read_jpeg_params(path))
+        """The operator that produced a JPEG file (baseline or progressive): its own tables, subsampling and size.
+
+        Its ``family`` is the registry's ``jpeg<QF>`` family, ``"jpeg"``, so a prior's JPEG settings apply to it.
+        """
+        op = cls(**read_jpeg_params(path))
+        op.family = "jpeg"
+        return op
 
     # -- codec -------------------------------------------------------------------------------
     def _factors(self, channels: int) -> tuple[tuple[int, int], ...]:

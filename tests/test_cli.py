@@ -293,6 +293,19 @@ def test_jpeg_file_is_restored_in_stored_order_and_turned_upright(tmp_path, tiny
     assert _size(tmp_path / "r.png") == ((16, 24), "RGB")
 
 
+def test_a_jpeg_file_runs_with_the_priors_jpeg_settings(tmp_path, tiny_unet_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_unet_dir, model)
+    (model / "ddrm_settings.json").write_text('{"jpeg": {"steps": 3, "eta": 0.7}}')
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+        tmp_path / "q.jpg", quality=20)
+    r = _ok(_run("solve", "--op", "jpeg", "--model", model, "--no-progress", tmp_path / "q.jpg", "-o", tmp_path / "r.png"))
+    assert "DDRM settings: steps 3, eta 0.7, eta_b 0.4, t0 300 (steps, eta: the prior's ddrm_settings.json, jpeg; " \
+           "eta_b, t0: the papers')" in r.stderr
+
+
 def test_grey_jpeg_file_with_a_colour_prior_gives_grey(tmp_path, tiny_model):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8), "L").save(
         tmp_path / "g.jpg", quality=20)

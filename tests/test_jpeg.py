@@ -170,6 +170,7 @@ def test_from_file_reads_tables_sampling_and_grey(tmp_path: Path) -> None:
     op = JPEG.from_file(path)
     assert op.quant_tables.tolist() == [luma, chroma]
     assert op.subsampling == "4:2:2" and op.image_shape == (3, 30, 41) and op.quality is None
+    assert op.family == operators.get_spec("jpeg10").family == "jpeg"  # a prior's jpeg settings reach a file's operator
     grey = tmp_path / "grey.jpg"
     Image.fromarray(_texture(12, 7, 1)[..., 0]).save(grey, quality=33)
     g = JPEG.from_file(grey)
