@@ -27,7 +27,7 @@ import torch
 from .errors import DDRMError, UnsupportedModelError
 from .prior import Prior
 
-__all__ = ["EXPERTS_JSON", "NoiseLevelExperts", "combine_experts", "read_experts"]
+__all__ = ["EXPERTS_JSON", "NoiseLevelExperts", "combine_experts", "read_experts", "same_schedule"]
 
 EXPERTS_JSON = "experts.json"
 _FIX = "see docs/design.md (Noise-level experts)"
@@ -56,6 +56,16 @@ class NoiseLevelExperts(torch.nn.Module):
         return out
 
 
+def same_schedule(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two ``alphas_cumprod`` are one noise schedule (to float rounding): what experts must share."""
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-6, atol=0.0)
+
+
+def _is_inner_timestep(from_t: Any, num_train_timesteps: int) -> bool:
+    """``from_t`` leaves each expert some timesteps: an integer in [1, T - 1]."""
+    return not isinstance(from_t, bool) and isinstance(from_t, int) and 1 <= from_t < num_train_timesteps
+
+
 def combine_experts(low: Prior, high: Prior, from_t: int, *, name: str | None = None,
                     settings: dict[str, Any] | None = None) -> Prior:
     """One prior that runs ``high`` at timesteps ``t >= from_t`` and ``low`` below.
@@ -78,15 +88,14 @@ def combine_experts(low: Prior, high: Prior, from_t: int, *, name: str | None = 
     T = low.num_train_timesteps
     if low.conditional or high.conditional:
         raise DDRMError("combine_experts: noise-level experts must be unconditional priors, not Palette models")
-    if high.alphas_cumprod.shape != low.alphas_cumprod.shape or not torch.allclose(
-            high.alphas_cumprod, low.alphas_cumprod, rtol=1e-6, atol=0.0):
+    if not same_schedule(high.alphas_cumprod, low.alphas_cumprod):
         raise DDRMError("combine_experts: the two priors have different noise schedules (alphas_cumprod); "
                         "experts must share one")
     if low.channels is not None and high.channels is not None and low.channels != high.channels:
         raise DDRMError(f"combine_experts: the experts take {low.channels} and {high.channels} channels; they must match")
     if low.device != high.device:
         raise DDRMError(f"combine_experts: the experts are on {low.device} and {high.device}; load both on one device")
-    if isinstance(from_t, bool) or not isinstance(from_t, int) or not 1 <= from_t < T:
+    if not _is_inner_timestep(from_t, T):
         raise DDRMError(f"combine_experts: from_t must be an integer timestep in [1, {T - 1}], got {from_t!r}")
     return Prior(NoiseLevelExperts(low.eps, high.eps, from_t), low.alphas_cumprod, device=low.device, dtype=low.dtype,
                  channels=low.channels if low.channels is not None else high.channels,
@@ -109,7 +118,7 @@ def read_experts(folder: Path, num_train_timesteps: int) -> tuple[Path, int] | N
         raise UnsupportedModelError(f"{path}: needs exactly the keys high_noise and from_t, got {', '.join(sorted(keys)) or 'none'}; {_FIX}")
     sub, from_t = data["high_noise"], data["from_t"]
     T = num_train_timesteps
-    if isinstance(from_t, bool) or not isinstance(from_t, int) or not 1 <= from_t < T:
+    if not _is_inner_timestep(from_t, T):
         raise UnsupportedModelError(f"{path}: from_t must be an integer timestep in [1, {T - 1}], got {from_t!r}; {_FIX}")
     if not isinstance(sub, str) or not sub or Path(sub).is_absolute() or ".." in Path(sub).parts or sub in (".", "./"):
         raise UnsupportedModelError(f"{path}: high_noise must name a subfolder of {folder}, got {sub!r}; {_FIX}")

@@ -17,7 +17,7 @@ import torch
 from .checkpoints.unet import bind_class, check_class_label
 from .errors import (CheckpointConfigError, CheckpointWeightsError, DDRMError, HubUnavailableError, ModelNotFoundError,
                      UnsupportedModelError)
-from .experts import EXPERTS_JSON, combine_experts, read_experts
+from .experts import EXPERTS_JSON, combine_experts, read_experts, same_schedule
 from .palette_model import read_palette_task
 from .prior import (_HAS_ACCELERATE, Prior, _alphas_cumprod, _check_scheduler_config, _has_weights, _read_json,
                     _UNetEps)
@@ -149,48 +149,52 @@ def _build(unet: torch.nn.Module, schedule: tuple[torch.Tensor, str], settings: 
 def load_folder(folder: Path, label: str, class_label: int | None, device: torch.device, dtype: torch.dtype,
                 **build: bool) -> Prior:
     """A save_pretrained folder (root or unet/ + scheduler/ layout); a Palette model is refused."""
-    task = read_palette_task(folder)
-    if task is not None:
-        raise UnsupportedModelError(
-            f"{label} is a Palette model (trained for {task.operator}), not a DDRM prior: restore with "
-            f"`ddrm solve --model {folder}` or load it with ddrm_kit.load_palette_prior")
+    _refuse_palette(folder, label)
     unet_sub, unet_cfg, sched_cfg = inspect_folder(folder, label, class_label)
     # the schedule, the settings and the experts' files are checked before the weights are read
     schedule = _alphas_cumprod(sched_cfg, label)
     settings = read_settings(folder, len(schedule[0]))
     experts = read_experts(folder, len(schedule[0]))
     if experts is not None:
-        _check_expert(experts[0], label, schedule[0], int(unet_cfg.get("in_channels", 3)), class_label)
+        high_dir, from_t = experts
+        high_label = f"{label}'s high-noise expert ({high_dir.name}/)"
+        high_layout = _inspect_expert(high_dir, high_label, label, schedule[0], int(unet_cfg.get("in_channels", 3)),
+                                      class_label)
     prior = _load_unet(folder, unet_sub, unet_cfg, schedule, settings, label, class_label, device, dtype, **build)
     if experts is None:
         return prior
-    high_dir, from_t = experts
-    high = load_folder(high_dir, _expert_label(label, high_dir), class_label, device, dtype, **build)
+    high = _load_unet(high_dir, *high_layout, {}, high_label, class_label, device, dtype, **build)
     return combine_experts(prior, high, from_t)
 
 
-def _expert_label(label: str, folder: Path) -> str:
-    return f"{label}'s high-noise expert ({folder.name}/)"
+def _refuse_palette(folder: Path, label: str) -> None:
+    task = read_palette_task(folder)
+    if task is not None:
+        raise UnsupportedModelError(
+            f"{label} is a Palette model (trained for {task.operator}), not a DDRM prior: restore with "
+            f"`ddrm solve --model {folder}` or load it with ddrm_kit.load_palette_prior")
 
 
-def _check_expert(folder: Path, label: str, alphas_cumprod: torch.Tensor, channels: int,
-                  class_label: int | None) -> None:
-    """A high-noise expert is a plain prior folder on its owner's noise schedule; the pair's files live in the owner."""
-    expert = _expert_label(label, folder)
+def _inspect_expert(folder: Path, expert: str, label: str, alphas_cumprod: torch.Tensor, channels: int,
+                    class_label: int | None) -> tuple[str | None, dict[str, Any], tuple[torch.Tensor, str]]:
+    """A high-noise expert's (unet subfolder, UNet config, schedule): a plain prior folder on its owner's noise
+    schedule, taking its owner's images; the pair's own files live in the owner."""
+    _refuse_palette(folder, expert)
     for name in (EXPERTS_JSON, SETTINGS_JSON):
         if (folder / name).exists():
             raise UnsupportedModelError(
                 f"{expert} holds {name}, which belongs in {label} itself (the folder of the pair): move or remove it")
-    _, unet_cfg, sched_cfg = inspect_folder(folder, expert, class_label)
+    unet_sub, unet_cfg, sched_cfg = inspect_folder(folder, expert, class_label)
     if int(unet_cfg.get("in_channels", 3)) != channels:
         raise UnsupportedModelError(
             f"{expert} takes {unet_cfg.get('in_channels', 3)}-channel images and {label} {channels}-channel ones: "
             "experts must take the same images")
-    ac, _ = _alphas_cumprod(sched_cfg, expert)
-    if ac.shape != alphas_cumprod.shape or not torch.allclose(ac, alphas_cumprod, rtol=1e-6, atol=0.0):
+    schedule = _alphas_cumprod(sched_cfg, expert)
+    if not same_schedule(schedule[0], alphas_cumprod):
         raise UnsupportedModelError(
-            f"{expert} has another noise schedule than {label} ({len(ac)} vs {len(alphas_cumprod)} steps or other "
-            "betas): experts must share one beta schedule")
+            f"{expert} has another noise schedule than {label} ({len(schedule[0])} vs {len(alphas_cumprod)} steps "
+            "or other betas): experts must share one beta schedule")
+    return unet_sub, unet_cfg, schedule
 
 
 def _load_unet(folder: Path, unet_sub: str | None, unet_cfg: dict[str, Any], schedule: tuple[torch.Tensor, str],
