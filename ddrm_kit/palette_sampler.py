@@ -46,7 +46,7 @@ from .prior import Prior
 from .sampler import timesteps
 from .sampling import codec_image_shape, on_device, randn, step_range, timestep_batches, validate_y
 
-__all__ = ["palette", "palette_condition", "restore_palette"]
+__all__ = ["palette", "palette_condition", "palette_samples", "restore_palette"]
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -141,13 +141,19 @@ def _run(prior: Prior, c: torch.Tensor, ts: list[int], generator: Generators, pr
     return y_t.clamp_(-1, 1)
 
 
-def restore_palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, average: int = 1,
+def palette_samples(prior: Prior, op, y: torch.Tensor, steps: int | None = None, average: int = 1,
                     generator: Generators = None, progress: bool = True, clip_denoised: bool = True) -> torch.Tensor:
-    """Palette on ``y``, averaged over ``average`` samples drawn in turn from the same generators (as ``restore``)."""
+    """The ``average`` Palette samples of ``y`` that :func:`restore_palette` averages: ``(K, B, ...)``.
+
+    They are drawn in turn from the same generators, so the first is exactly what ``average=1`` returns.
+    """
     if isinstance(average, bool) or not isinstance(average, int) or average < 1:
         raise DDRMError(f"average must be a positive integer, got {average!r}")
-    total = None
-    for _ in range(average):
-        out = palette(prior, op, y, steps=steps, generator=generator, progress=progress, clip_denoised=clip_denoised)
-        total = out if total is None else total.add_(out)
-    return total / average
+    return torch.stack([palette(prior, op, y, steps=steps, generator=generator, progress=progress,
+                                clip_denoised=clip_denoised) for _ in range(average)])
+
+
+def restore_palette(prior: Prior, op, y: torch.Tensor, steps: int | None = None, average: int = 1,
+                    generator: Generators = None, progress: bool = True, clip_denoised: bool = True) -> torch.Tensor:
+    """Palette on ``y``, the mean of :func:`palette_samples`' ``average`` samples (as ``restore``)."""
+    return palette_samples(prior, op, y, steps, average, generator, progress, clip_denoised).mean(0)

@@ -163,14 +163,17 @@ def test_clip_denoised_and_average_are_restore_settings(tmp_path):
         out = tmp_path / f"clip{clip}_{average}"
         cfg = BenchConfig(op="color", data=data, output=out, steps=4, progress=False, clip_denoised=clip,
                           average=average, observation="float")
-        row = next(r for r in run_bench(cfg, prior=prior) if r["method"] == "ddrm")
+        rows = {r["method"]: r for r in run_bench(cfg, prior=prior)}
         settings = Settings(steps=4, clip_denoised=clip, average=average)
-        _assert_row(row, _direct(prior, path.name, x, "color", 0.0, 0, settings)[2], x)
-        ddrm_psnr[clip, average] = row["psnr"]
+        _assert_row(rows["ddrm"], _direct(prior, path.name, x, "color", 0.0, 0, settings)[2], x)
+        ddrm_psnr[clip, average] = rows["ddrm"]["psnr"]
         summary = (out / "summary.md").read_text()
         assert ("x̂0 clipped" in summary) == clip
         assert ("mean of 2 samples" in summary) == (average == 2)
+        # With --average K the first sample is scored alone too: it is the run with average 1.
+        assert ("ddrm_1" in rows) == (average == 2) and ("| DDRM, one sample |" in summary) == (average == 2)
     assert len(set(ddrm_psnr.values())) == 3
+    assert rows["ddrm_1"]["psnr"] == ddrm_psnr[True, 1]
 
 
 def test_batch_size_does_not_change_the_rows(tmp_path):

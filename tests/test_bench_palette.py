@@ -102,7 +102,11 @@ def test_rows_equal_observe_restore_palette_and_score_computed_directly(tmp_path
         op, y, xr = _direct(prior, run, path.name, x, trained, observation, 7, steps, average)
         _assert_row(by_key[(path.name, "palette")], xr, x)
         _assert_row(by_key[(path.name, "h_pinv")], op.H_pinv(y), x)
-    assert {r["method"] for r in rows} == {"palette", "h_pinv"} | ({"bicubic"} if model == "sr2" else set())
+        if average > 1:  # the first sample alone: the run with average 1
+            _assert_row(by_key[(path.name, "palette_1")], _direct(prior, run, path.name, x, trained, observation, 7,
+                                                                  steps, 1)[2], x)
+    assert {r["method"] for r in rows} == ({"palette", "h_pinv"} | ({"bicubic"} if model == "sr2" else set())
+                                           | ({"palette_1"} if average > 1 else set()))
     csv_rows = _read_csv(tmp_path / "out" / "per_image.csv")
     assert [(r["name"], r["method"]) for r in csv_rows] == [(r["name"], r["method"]) for r in rows]
     assert csv_rows[0]["method"] == "palette"  # Palette's row first, then the baselines, per image

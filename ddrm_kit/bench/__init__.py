@@ -5,7 +5,9 @@ For every image: preprocess (``--size`` / ``--crop``), observe it through the op
 to 8 bits as a file holds it), restore with DDRM, and score DDRM and the baselines (``H_pinv(y)``,
 bicubic upsampling of the low-resolution image for super-resolution, and the observation itself
 where it is an image of the original size) with the papers' per-image PSNR, the PSNR after 8-bit
-rounding, and SSIM. Writes ``per_image.csv``, ``summary.md`` (+ ``summary.json``) and ``grid.png``
+rounding, and SSIM. With ``--average K`` DDRM's row is the mean of K samples (the K go through the
+network as one batch) and a "one sample" row scores the first of them alone, so one run gives both
+the single-sample and the posterior-mean estimate. Writes ``per_image.csv``, ``summary.md`` (+ ``summary.json``) and ``grid.png``
 (labelled columns), and refuses a folder that holds earlier results unless ``overwrite``.
 
 Every step is :mod:`ddrm_kit.restore`'s, with each image's generators seeded by ``(--seed, file
@@ -15,7 +17,7 @@ like the clean one); with ``float``, ``ddrm solve --clean``.
 
 ``--method palette --model RUN`` benches a Palette model (``ddrm train --palette OP``) the same way:
 its own operator and parameters (``palette.json``), the same observations, seeds, baselines and
-scores, restored with ``palette_sampler.restore_palette`` (all T timesteps unless ``--steps``; the
+scores, restored with ``palette_sampler.palette_samples`` (all T timesteps unless ``--steps``; the
 simulated noise is the model's training ``sigma_y`` unless ``--sigma-y``).
 
 Scale-out: run the same command under ``torchrun --nproc-per-node N -m ddrm_kit.bench``; images

@@ -27,7 +27,9 @@ CSV_FIELDS = ("index", "name", "method", "psnr", "psnr_uint8", "ssim", "lpips", 
 # Display names and order of the methods in summary.md.
 METHOD_LABELS = {
     "ddrm": "DDRM",
+    "ddrm_1": "DDRM, one sample",
     "palette": "Palette",
+    "palette_1": "Palette, one sample",
     "h_pinv": "H_pinv(y)",
     "bicubic": "bicubic upsampling of y",
     "observation": "observation y",
@@ -35,6 +37,11 @@ METHOD_LABELS = {
 # summary.md's line when no metrics report is given (run_bench always gives one: ddrm_kit.bench.scores).
 METRICS_NOTE_OFF = ("LPIPS, FID and KID were not computed (`--metrics`, `--metric-weights`; their weights are "
                     "never downloaded).")
+
+
+def one_sample(method: str) -> str:
+    """The row name of ``method``'s first sample alone, scored beside the mean with ``--average K``."""
+    return f"{method}_1"
 
 
 def row_order(row: dict[str, Any]) -> tuple[int, int]:
@@ -259,7 +266,8 @@ def write_outputs(
         "" if spec.kind == "codec" else ", no added noise")
     noise += ", 8-bit y" if rounded else ""
     chosen, sampler_text = sampler if sampler is not None else ({}, "no image restored")
-    averaged = f", mean of {cfg.average} samples" if cfg.average > 1 else ""
+    averaged = (f", mean of {cfg.average} samples (the `{METHOD_LABELS[one_sample(cfg.method)]}` row: the first "
+                f"of them alone)" if cfg.average > 1 else "")
     how = preprocess_text(cfg, multiple)
     observed = observation_text(cfg, spec)
     label = METHOD_LABELS[cfg.method]

@@ -1,6 +1,6 @@
 """The bench loop: each image through :mod:`ddrm_kit.restore` (observe, baselines, restore, score).
 
-``--method palette`` changes only the restoration (``palette_sampler.restore_palette`` with the
+``--method palette`` changes only the restoration (``palette_sampler.palette_samples`` with the
 model's own operator, built from its ``palette.json``): the observations, seeds, baselines and
 scores are DDRM's, so the two methods are compared on the same ``y``.
 """
@@ -20,7 +20,7 @@ from . import distributed
 from .config import BenchConfig, check, settle
 from .data import batches, list_data, preprocess
 from .observation import as_8bit, rounds, sampler_sigma
-from .report import IMAGES_DIR, grid_baseline, row_order, write_outputs
+from .report import IMAGES_DIR, grid_baseline, one_sample, row_order, write_outputs
 from .scores import plan_metrics, score_rows
 
 if TYPE_CHECKING:
@@ -136,9 +136,9 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
     import torch
 
     from ddrm_kit.imageio import load_image, save_image, to_uint8
-    from ddrm_kit.palette_sampler import restore_palette
+    from ddrm_kit.palette_sampler import palette_samples
     from ddrm_kit.prior_settings import sampler_settings, settings_note
-    from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore
+    from ddrm_kit.restore import NOISE, SAMPLER, Settings, generators, observe, restore_samples
 
     cfg, task, notes = settle(cfg)
     spec = check(cfg)
@@ -195,13 +195,16 @@ def run_bench(cfg: BenchConfig, prior=None) -> list[dict[str, Any]] | None:
                 x = x.to(device)
                 gens = generators(cfg.seed, names, SAMPLER, device)
                 if task is None:
-                    xr, sec = _timed(lambda: restore(prior, op, y, settings, sigma, gens, progress=False), len(batch),
-                                     device)
+                    samples, sec = _timed(lambda: restore_samples(prior, op, y, settings, sigma, gens, progress=False),
+                                          len(batch), device)
                 else:  # told no noise level: Palette's condition is y itself
-                    xr, sec = _timed(lambda: restore_palette(prior, op, y, cfg.steps, cfg.average, gens,
-                                                             progress=False, clip_denoised=cfg.clip_denoised),
-                                     len(batch), device)
-                methods = {cfg.method: (xr, sec), **_baselines(op, spec, scale, y, shape)}
+                    samples, sec = _timed(lambda: palette_samples(prior, op, y, cfg.steps, cfg.average, gens,
+                                                                  progress=False, clip_denoised=cfg.clip_denoised),
+                                          len(batch), device)
+                xr = samples.mean(0)
+                # With --average K, the first sample is scored too: what one sample gives, from the same run.
+                single = {one_sample(cfg.method): (samples[0], sec)} if cfg.average > 1 else {}
+                methods = {cfg.method: (xr, sec), **single, **_baselines(op, spec, scale, y, shape)}
                 if sets is not None:
                     sets.add(batch, x, {method: out for method, (out, _) in methods.items()})
                 for method, (out, secs) in methods.items():
