@@ -225,3 +225,47 @@ def test_resume_notes_the_given_options_its_recipe_overrides(photos, tmp_path: P
     assert capsys.readouterr().err.splitlines()[0] == (
         f"note: {out} continues with its own recipe: it keeps --ema 0.999 (not 0.99); "
         "train another -o/--output to change them")
+
+
+def test_t_range_trains_and_holds_out_only_its_timesteps_and_resumes_with_them(photos, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    """--t-range FROM:TO (a noise-level expert): every training and held-out timestep lies in [FROM, TO)."""
+    import ddrm_kit.train.loop as loop
+
+    seen: list[torch.Tensor] = []
+    real_loss = loop.training_loss
+
+    def recording_loss(cfg, pred, x0, t, noise, alphas_cumprod):
+        seen.append(t.clone())
+        return real_loss(cfg, pred, x0, t, noise, alphas_cumprod)
+
+    monkeypatch.setattr(loop, "training_loss", recording_loss)
+    out = tmp_path / "expert"
+    train(photos, out, steps=6, t_range=(990, 1000), **{**TINY, "batch": 8})
+    t = torch.cat(seen)
+    assert len(t) == 48 and int(t.min()) >= 990 and int(t.max()) <= 999 and len(set(t.tolist())) > 3
+    held = loop.holdout_batch([np.zeros((32, 32, 3), np.float32)] * 2, TrainConfig(data=[], size=16, t_range=(990, 1000)),
+                              5)[1]
+    assert held.tolist() == [990, 992, 994, 997, 999]  # spread over the range, both ends included
+    assert json.loads((out / CONFIG_JSON).read_text())["t_range"] == [990, 1000]
+
+    seen.clear()
+    result = CliRunner().invoke(train_command, ["-o", str(out), "--resume", "--no-progress", "--steps", "7",
+                                                "--t-range", "0:500"])
+    assert result.exit_code == 0, result.output
+    assert "keeps --t-range 990:1000 (not 0:500)" in result.stderr
+    assert int(torch.cat(seen).min()) >= 990 and _state(out)["step"] == 7
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("500", "give FROM:TO, two integers like 500:1000, not '500'"),
+    ("a:b", "give FROM:TO, two integers like 500:1000, not 'a:b'"),
+    ("600:500", "--t-range 600:500 must be FROM:TO with 0 <= FROM < TO <= 1000"),
+    ("0:1001", "--t-range 0:1001 must be FROM:TO with 0 <= FROM < TO <= 1000"),
+])
+def test_a_bad_t_range_is_one_line_before_any_work(photos, tmp_path: Path, value: str, message: str) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(train_command, ["--data", str(photos), "-o", str(out), *TINY_CLI, "--steps", "1",
+                                                "--t-range", value])
+    assert result.exit_code == 1 and result.output.count("\n") == 1  # one line, before any work
+    assert message in result.output and not out.exists()

@@ -26,6 +26,7 @@ from .options import (batch_size_option, device_option, output_option, params_op
 @click.option("--late-size", type=click.IntRange(min=8), default=None, help="Larger crops from --late-from on (batch scaled by (size/late-size)^2, at least 1).")
 @click.option("--late-from", type=click.IntRange(min=0), default=None, help="Step at which --late-size crops start.")
 @click.option("--loss", type=click.Choice(["l2", "l1"]), default="l2", show_default=True, help="Squared or absolute error (l1: uniform weighting only).")
+@click.option("--t-range", default=None, metavar="FROM:TO", callback=lambda ctx, param, value: _t_range(value), help="Train only at timesteps FROM <= t < TO: a noise-level expert (see ddrm_kit.combine_experts). Default: all.")
 @click.option("--init", default=None, metavar="MODEL", help="Fine-tune: start a new run from the weights of MODEL (builtin, a prior folder or a run folder) instead of random ones; give its architecture (--channels, ...).")
 @click.option("--palette", "palette", default=None, metavar="OP", help="Train a Palette model (Saharia et al. 2022) for operator OP (see `ddrm ops`) on pairs it makes from the crops.")
 @params_option
@@ -98,3 +99,14 @@ def _palette_params(palette: str, params: tuple[str, ...]) -> dict[str, Any]:
     from .params import operator_params
 
     return operator_params(palette, palette_spec(palette), params, None, None)
+
+
+def _t_range(text: str | None) -> tuple[int, int] | None:
+    """'500:1000' -> (500, 1000); its bounds are checked with the recipe."""
+    if text is None:
+        return None
+    try:
+        low, high = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"give FROM:TO, two integers like 500:1000, not {text!r}", param_hint="--t-range") from None
+    return low, high

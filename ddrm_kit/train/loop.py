@@ -28,7 +28,7 @@ from .data import HOLDOUT_MIN_IMAGES, load_images, random_crops, split_holdout
 from .objective import noised, to_epsilon, training_loss
 from .pairs import Conditions, describe_task, draw_seeds, holdout_conditions, net_input, resolve_task, run_task
 from .recipe import (RECIPE_OPTIONS, TrainConfig, check_recipe, crop_plan, ema_decay, learning_rate, min_image_side,
-                     scheduler_config, unet_config)
+                     scheduler_config, timestep_range, unet_config)
 from .warmstart import check_init, load_init_weights
 
 # Crops per held-out image: enough for a stable loss, cheap on a CPU.
@@ -79,10 +79,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
-    """Fixed held-out crops (``--size``, late crops or not), timesteps (spread over [0, T)) and noise, seeded."""
+    """Fixed held-out crops (``--size``, late crops or not), timesteps (spread over those trained on) and noise, seeded."""
     rng = np.random.default_rng(cfg.seed + 54321)
     x0 = torch.from_numpy(random_crops(images, n, cfg.size, rng))
-    t = torch.linspace(0, cfg.num_train_timesteps - 1, n).round().long()
+    low, high = timestep_range(cfg)
+    t = torch.linspace(low, high - 1, n).round().long()
     noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
     return x0, t, noise
 
@@ -116,18 +117,19 @@ def _late_text(cfg: TrainConfig) -> str:
     return f" ({size}x{size}, batch {batch} from step {cfg.late_from})"
 
 
-def _option_text(value: Any) -> str:
+def _option_text(value: Any, sep: str = ",") -> str:
     if value is None:
         return "none"
     if isinstance(value, (tuple, list)):
-        return ",".join(map(str, value))
+        return sep.join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _note_kept_options(cfg: TrainConfig, recipe: dict[str, Any], explicit: Collection[str], out: Path) -> None:
     """One note naming the options given for a resumed run that its saved recipe overrides, with the values kept."""
     saved = asdict(cfg)
-    kept = [f"{option} {_option_text(saved[name])} (not {_option_text(recipe[name])})"
+    sep = {"t_range": ":"}  # as the option is spelled; lists are comma-separated
+    kept = [f"{option} {_option_text(saved[name], sep.get(name, ','))} (not {_option_text(recipe[name], sep.get(name, ','))})"
             for name, option in RECIPE_OPTIONS.items() if name in explicit and recipe[name] != saved[name]]
     if kept:
         print(f"note: {out} continues with its own recipe: it keeps {', '.join(kept)}; "
@@ -184,6 +186,7 @@ def train(
     late_from: int | None = None,
     loss: str = "l2",
     init: str | None = None,
+    t_range: tuple[int, int] | None = None,
     palette: str | None = None,
     palette_params: Mapping[str, Any] | None = None,
     sigma_y: float = 0.0,
@@ -193,7 +196,8 @@ def train(
 ) -> dict[str, Any]:
     """Train a diffusers UNet2DModel prior with DDPM (Ho et al. 2020, Algorithm 1).
 
-    Repeats: x0 ~ data (random crop + flip), t ~ U{0..T-1}, eps ~ N(0, I); descend
+    Repeats: x0 ~ data (random crop + flip), t ~ U{0..T-1} (``t_range`` (from, to): U{from..to-1}, a
+    noise-level expert), eps ~ N(0, I); descend
     w(t) || target - net(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, t) ||^2 with target eps or
     v = sqrt(abar_t) eps - sqrt(1-abar_t) x0 (``prediction``) and w = 1 or Min-SNR-gamma
     (``loss_weighting``, see ``objective.min_snr_weights``); AdamW, linear warm-up, EMA of the
@@ -228,6 +232,7 @@ def train(
                   attention_levels=attention_levels, batch=batch, lr=lr, ema=ema, seed=seed, precision=precision,
                   prediction=prediction, loss_weighting=loss_weighting, snr_gamma=snr_gamma, late_size=late_size,
                   late_from=late_from, loss=loss, init=None if init is None else str(init),
+                  t_range=None if t_range is None else tuple(t_range),
                   palette=None if palette is None else resolve_task(palette, palette_params, sigma_y))
     if explicit is None:
         defaults = inspect.signature(train).parameters
@@ -281,6 +286,7 @@ def train(
         f" ({held_out}), {cfg.size}x{cfg.size} crops, batch {cfg.batch}{_late_text(cfg)},"
         f" {cfg.prediction}, {cfg.loss_weighting} weighting, {prec} on {dev}, step {step}"
         + ("" if cfg.init is None else f", fine-tuning {cfg.init}")
+        + ("" if cfg.t_range is None else f", timesteps {cfg.t_range[0]} <= t < {cfg.t_range[1]} only")
         + ("" if task is None else f"; Palette {describe_task(task)}, {cfg.loss} loss"),
         file=sys.stderr,
     )
@@ -337,7 +343,7 @@ def train(
             t0 = time.monotonic()
             size, batch = crop_plan(cfg, step)
             x0 = torch.from_numpy(random_crops(train_images, batch, size, crop_rng)).to(dev)
-            t = torch.randint(0, cfg.num_train_timesteps, (batch,), generator=noise_gen, device=dev)
+            t = torch.randint(*timestep_range(cfg), (batch,), generator=noise_gen, device=dev)
             noise = torch.randn(x0.shape, generator=noise_gen, device=dev)
             c = None if conditions is None else conditions(x0, draw_seeds(noise_gen, batch))
             for g in opt.param_groups:

@@ -19,7 +19,7 @@ RECIPE_OPTIONS = {"size": "--size", "channels": "--channels", "layers_per_block"
                   "attention_levels": "--attention-levels", "batch": "--batch-size", "lr": "--lr", "ema": "--ema",
                   "seed": "--seed", "precision": "--precision", "prediction": "--prediction",
                   "loss_weighting": "--loss-weighting", "snr_gamma": "--snr-gamma", "late_size": "--late-size",
-                  "late_from": "--late-from", "loss": "--loss", "init": "--init"}
+                  "late_from": "--late-from", "loss": "--loss", "init": "--init", "t_range": "--t-range"}
 
 
 @dataclass
@@ -49,6 +49,8 @@ class TrainConfig:
     palette: dict[str, Any] | None = None
     # The prior whose weights a fine-tuning run started from (--init): builtin or a folder; None: random weights.
     init: str | None = None
+    # Train only at timesteps t in [from, to) (a noise-level expert, ddrm_kit.combine_experts); None: all T.
+    t_range: tuple[int, int] | None = None
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
@@ -62,6 +64,8 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in saved.items() if k in known})
         cfg.channels = tuple(cfg.channels)
+        if cfg.t_range is not None:
+            cfg.t_range = tuple(cfg.t_range)
         return cfg
 
 
@@ -105,6 +109,16 @@ def check_recipe(cfg: TrainConfig) -> None:
         raise TrainingError("give --late-size and --late-from together")
     if cfg.late_from is not None and cfg.late_from < 0:
         raise TrainingError(f"--late-from must be a step >= 0, got {cfg.late_from}")
+    if cfg.t_range is not None:
+        low, high = cfg.t_range
+        if not 0 <= low < high <= cfg.num_train_timesteps:
+            raise TrainingError(f"--t-range {low}:{high} must be FROM:TO with 0 <= FROM < TO <= "
+                                f"{cfg.num_train_timesteps} (the timesteps t trained on, FROM <= t < TO)")
+
+
+def timestep_range(cfg: TrainConfig) -> tuple[int, int]:
+    """The timesteps the run trains on, ``[low, high)``: ``t_range``, else all ``[0, T)``."""
+    return cfg.t_range if cfg.t_range is not None else (0, cfg.num_train_timesteps)
 
 
 def unet_config(cfg: TrainConfig) -> dict[str, Any]:
