@@ -69,8 +69,8 @@ def _cpu_has_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> 'bf16' or 'fp32' for the device; 'bf16' and 'fp32' stay as they are."""
-    # bf16 autocast pays off on CUDA and on CPUs with native bf16 (2.0x faster steps for the
-    # 4M UNet on this project's AVX512-BF16 EPYC); elsewhere on CPU it emulates and is slower.
+    # bf16 autocast pays off on CUDA and on CPUs with native bf16 dot products; elsewhere on CPU
+    # it is emulated and slower than float32.
     if precision == "auto":
         return "bf16" if device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16()) else "fp32"
     if precision not in PRECISIONS:
