@@ -23,7 +23,7 @@ trainer's split: 16 of the 400 BSDS500 train + test photos, never BSDS500/val or
 centre ``--crop`` crops: the held-out loss in ε units (holdout.csv's last row), and DDRM's PSNR (one
 sample, the prior's settings: its ``ddrm_settings.json``, else the papers'; ``--eval-steps`` fixes the
 step count) on ``sr4`` (noiseless and with noise
-of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``color`` and ``jpeg10``, next to the cheap
+of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``inp_box`` (a large hole), ``color`` and ``jpeg10``, next to the cheap
 baselines of builtin_quality.py.
 After the evaluations, each variant's UNet forward at 256x256 (batch 1) is timed in one go,
 interleaved with today's v1 architecture, and reported as a ratio to it. Results are kept in
@@ -58,6 +58,7 @@ TASKS = {
     "sr4_s0.05": ("sr4", 0.05, "bicubic"),
     "deno_s0.1": ("deno", 0.1, "observation"),
     "inp_random50": ("inp_random50", 0.0, "normconv"),
+    "inp_box": ("inp_box", 0.0, "biharmonic"),
     "color": ("color", 0.0, "observation"),
     "jpeg10": ("jpeg10", 0.0, "observation"),
 }
