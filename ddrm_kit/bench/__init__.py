@@ -7,8 +7,9 @@ bicubic upsampling of the low-resolution image for super-resolution, and the obs
 where it is an image of the original size) with the papers' per-image PSNR, the PSNR after 8-bit
 rounding, and SSIM. With ``--average K`` DDRM's row is the mean of K samples (the K go through the
 network as one batch) and a "one sample" row scores the first of them alone, so one run gives both
-the single-sample and the posterior-mean estimate. Writes ``per_image.csv``, ``summary.md`` (+ ``summary.json``) and ``grid.png``
-(labelled columns), and refuses a folder that holds earlier results unless ``overwrite``.
+the single-sample and the posterior-mean estimate. Writes ``per_image.csv``, ``summary.md`` (+
+``summary.json``) and ``grid.png`` (labelled columns), and refuses a folder that holds earlier
+results unless ``overwrite``.
 
 Every step is :mod:`ddrm_kit.restore`'s, with each image's generators seeded by ``(--seed, file
 name)``: a row does not depend on the number of ranks, on ``--batch-size`` or on the other images.

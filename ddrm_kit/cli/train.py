@@ -108,5 +108,6 @@ def _t_range(text: str | None) -> tuple[int, int] | None:
     try:
         low, high = (int(part) for part in text.split(":"))
     except ValueError:
-        raise click.BadParameter(f"give FROM:TO, two integers like 500:1000, not {text!r}", param_hint="--t-range") from None
+        raise click.BadParameter(f"give FROM:TO, two integers like 500:1000, not {text!r}",
+                                 param_hint="--t-range") from None
     return low, high

@@ -79,7 +79,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def holdout_batch(images: Sequence[np.ndarray], cfg: TrainConfig, n: int):
-    """Fixed held-out crops (``--size``, late crops or not), timesteps (spread over those trained on) and noise, seeded."""
+    """Fixed held-out crops (``--size``, late crops or not), timesteps (spread over those trained on), noise; seeded."""
     rng = np.random.default_rng(cfg.seed + 54321)
     x0 = torch.from_numpy(random_crops(images, n, cfg.size, rng))
     low, high = timestep_range(cfg)
@@ -129,7 +129,11 @@ def _note_kept_options(cfg: TrainConfig, recipe: dict[str, Any], explicit: Colle
     """One note naming the options given for a resumed run that its saved recipe overrides, with the values kept."""
     saved = asdict(cfg)
     sep = {"t_range": ":"}  # as the option is spelled; lists are comma-separated
-    kept = [f"{option} {_option_text(saved[name], sep.get(name, ','))} (not {_option_text(recipe[name], sep.get(name, ','))})"
+
+    def text(value: Any, name: str) -> str:
+        return _option_text(value, sep.get(name, ","))
+
+    kept = [f"{option} {text(saved[name], name)} (not {text(recipe[name], name)})"
             for name, option in RECIPE_OPTIONS.items() if name in explicit and recipe[name] != saved[name]]
     if kept:
         print(f"note: {out} continues with its own recipe: it keeps {', '.join(kept)}; "
