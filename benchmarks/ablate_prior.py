@@ -23,8 +23,8 @@ trainer's split: 16 of the 400 BSDS500 train + test photos, never BSDS500/val or
 centre ``--crop`` crops: the held-out loss in ε units (holdout.csv's last row), and DDRM's PSNR (one
 sample, the prior's settings: its ``ddrm_settings.json``, else the papers'; ``--eval-steps`` fixes the
 step count) on ``sr4`` (noiseless and with noise
-of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``inp_box`` (a large hole), ``color`` and ``jpeg10``, next to the cheap
-baselines of builtin_quality.py.
+of sigma 0.05), ``deno`` sigma 0.1, ``inp_random50``, ``inp_box`` (a large hole), ``color`` and
+``jpeg10``, next to the cheap baselines of builtin_quality.py.
 After the evaluations, each variant's UNet forward at 256x256 (batch 1) is timed in one go,
 interleaved with today's v1 architecture, and reported as a ratio to it. Results are kept in
 ``RUNS/<variant>/ablation.json`` (an evaluation is redone only when its step or settings change)

@@ -244,8 +244,8 @@ def test_t_range_trains_and_holds_out_only_its_timesteps_and_resumes_with_them(p
     train(photos, out, steps=6, t_range=(990, 1000), **{**TINY, "batch": 8})
     t = torch.cat(seen)
     assert len(t) == 48 and int(t.min()) >= 990 and int(t.max()) <= 999 and len(set(t.tolist())) > 3
-    held = loop.holdout_batch([np.zeros((32, 32, 3), np.float32)] * 2, TrainConfig(data=[], size=16, t_range=(990, 1000)),
-                              5)[1]
+    expert = TrainConfig(data=[], size=16, t_range=(990, 1000))
+    held = loop.holdout_batch([np.zeros((32, 32, 3), np.float32)] * 2, expert, 5)[1]
     assert held.tolist() == [990, 992, 994, 997, 999]  # spread over the range, both ends included
     assert json.loads((out / CONFIG_JSON).read_text())["t_range"] == [990, 1000]
 
